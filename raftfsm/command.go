@@ -1,0 +1,157 @@
+package raftfsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Op is the kind of a [Command].
+type Op uint8
+
+// The operations of the state machine.
+const (
+	// OpAcquire grants Key to Owner for TTL, or extends it when Owner holds it.
+	OpAcquire Op = 1
+	// OpRenew extends Key held by Owner (and Token, when non-zero) to TTL.
+	OpRenew Op = 2
+	// OpRelease frees Key held by Owner (and Token, when non-zero).
+	OpRelease Op = 3
+	// OpExpire only advances cluster time; locks whose deadline has passed
+	// are removed. The leader proposes it when a lock falls due.
+	OpExpire Op = 4
+)
+
+// String returns the operation's name.
+func (o Op) String() string {
+	switch o {
+	case OpAcquire:
+		return "acquire"
+	case OpRenew:
+		return "renew"
+	case OpRelease:
+		return "release"
+	case OpExpire:
+		return "expire"
+	}
+	return fmt.Sprintf("op(%d)", uint8(o))
+}
+
+// commandVersion is the first byte of every encoded command.
+const commandVersion = 1
+
+// Errors returned by [Decode].
+var (
+	// ErrBadCommand means the bytes are not a command this version encodes.
+	ErrBadCommand = errors.New("raftfsm: malformed command")
+)
+
+// Command is one state machine operation, as carried in a raft log entry.
+type Command struct {
+	Op Op
+	// Now is the cluster time at which the leader proposed the command: the
+	// leader's monotonic clock, continued from the last applied cluster time
+	// when it won its election. It is a duration since the cluster's origin.
+	Now   time.Duration
+	Key   string
+	Owner string
+	TTL   time.Duration
+	// Token, when non-zero, must match the lock's fencing token (renew,
+	// release).
+	Token uint64
+}
+
+// Encode appends the binary form of c to dst and returns it:
+//
+//	version u8 | op u8 | now varint | ttl varint | token uvarint |
+//	len(key) uvarint | key | len(owner) uvarint | owner
+func Encode(dst []byte, c Command) []byte {
+	dst = append(dst, commandVersion, byte(c.Op))
+	dst = binary.AppendVarint(dst, int64(c.Now))
+	dst = binary.AppendVarint(dst, int64(c.TTL))
+	dst = binary.AppendUvarint(dst, c.Token)
+	dst = binary.AppendUvarint(dst, uint64(len(c.Key)))
+	dst = append(dst, c.Key...)
+	dst = binary.AppendUvarint(dst, uint64(len(c.Owner)))
+	dst = append(dst, c.Owner...)
+	return dst
+}
+
+// Decode parses a command produced by [Encode]. It rejects unknown versions
+// and operations, truncated input and trailing bytes.
+func Decode(b []byte) (Command, error) {
+	var c Command
+	if len(b) < 2 {
+		return c, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
+	}
+	if b[0] != commandVersion {
+		return c, fmt.Errorf("%w: version %d", ErrBadCommand, b[0])
+	}
+	c.Op = Op(b[1])
+	if c.Op < OpAcquire || c.Op > OpExpire {
+		return c, fmt.Errorf("%w: unknown op %d", ErrBadCommand, b[1])
+	}
+	d := decoder{b: b[2:]}
+	c.Now = time.Duration(d.varint())
+	c.TTL = time.Duration(d.varint())
+	c.Token = d.uvarint()
+	c.Key = d.str()
+	c.Owner = d.str()
+	if d.err != nil {
+		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, d.err)
+	}
+	if len(d.b) != 0 {
+		return Command{}, fmt.Errorf("%w: %d trailing bytes", ErrBadCommand, len(d.b))
+	}
+	return c, nil
+}
+
+// decoder reads varints and length-prefixed strings, remembering the first
+// error so call sites stay linear.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+var errShort = errors.New("truncated")
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errShort
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errShort
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}

@@ -1,0 +1,323 @@
+package raftfsm
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/tidwall/btree"
+
+	"github.com/distlock/distlock/lockapi"
+)
+
+// LockState is one held lock inside the state machine.
+type LockState struct {
+	Key   string
+	Owner string
+	// Token is the raft index of the entry that granted the lock.
+	Token uint64
+	// Version is 1 at grant and grows by one per renewal or re-acquire.
+	Version uint64
+	// TTL is the lease most recently granted.
+	TTL time.Duration
+	// Deadline is the cluster time at which the lock expires.
+	Deadline time.Duration
+}
+
+// Result is what [FSM.Apply] returns for every command entry. Err carries a
+// refusal that was decided by the state machine (and so is the same on every
+// replica): lockapi.ErrHeld, ErrNotHeld, ErrNotFound, or ErrBadCommand.
+type Result struct {
+	// Lock is the lock after the command (acquire, renew), the lock that was
+	// freed (release), or the current holder when Err is lockapi.ErrHeld.
+	Lock LockState
+	// Extended is true when an acquire found the lock already held by the
+	// same owner and extended it.
+	Extended bool
+	// Expired counts the locks this entry found past their deadline.
+	Expired int
+	Err     error
+}
+
+// expiryItem orders locks by deadline, then key, for the expiry index.
+type expiryItem struct {
+	deadline time.Duration
+	key      string
+}
+
+func expiryLess(a, b expiryItem) bool {
+	if a.deadline != b.deadline {
+		return a.deadline < b.deadline
+	}
+	return a.key < b.key
+}
+
+// FSM is the lock state machine; it implements raft.FSM. Apply, Snapshot and
+// Restore are called by raft from one goroutine; the query methods (Get,
+// List, Now...) may be called concurrently from any goroutine.
+type FSM struct {
+	mu      sync.RWMutex
+	now     time.Duration
+	applied uint64
+	locks   *btree.Map[string, LockState]
+	expiry  *btree.BTreeG[expiryItem]
+	onFree  func(key string)
+}
+
+var _ raft.FSM = (*FSM)(nil)
+
+// New returns an empty state machine at cluster time zero.
+func New() *FSM {
+	f := &FSM{}
+	f.reset()
+	return f
+}
+
+// OnFree registers fn to be called, inside Apply and so on raft's goroutine,
+// whenever a lock is released or expires. fn must not block and must not
+// call back into the FSM. It lets the leader wake queued waiters; it has no
+// effect on state. Call it before raft starts.
+func (f *FSM) OnFree(fn func(key string)) { f.onFree = fn }
+
+func (f *FSM) freed(key string) {
+	if f.onFree != nil {
+		f.onFree(key)
+	}
+}
+
+func (f *FSM) reset() {
+	f.now = 0
+	f.applied = 0
+	f.locks = new(btree.Map[string, LockState])
+	f.expiry = btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true})
+}
+
+// Apply applies one committed raft log entry and returns a *Result. Entries
+// that do not decode yield a Result with ErrBadCommand (every replica refuses
+// them identically) rather than a panic.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	c, err := Decode(l.Data)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l.Index > f.applied {
+		f.applied = l.Index
+	}
+	if err != nil {
+		return &Result{Err: err}
+	}
+	r := f.apply(l.Index, c)
+	return &r
+}
+
+// apply runs one decoded command at raft index idx. f.mu must be held.
+func (f *FSM) apply(idx uint64, c Command) Result {
+	if c.Now > f.now {
+		f.now = c.Now
+	}
+	var r Result
+	r.Expired = f.expireDue()
+	switch c.Op {
+	case OpAcquire:
+		f.acquire(idx, c, &r)
+	case OpRenew:
+		f.renew(c, &r)
+	case OpRelease:
+		f.release(c, &r)
+	case OpExpire:
+		// Time has advanced; expireDue did the work.
+	default:
+		r.Err = fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
+	}
+	return r
+}
+
+// validTTL keeps a committed entry with a nonsensical TTL from corrupting the
+// expiry index; the service validates TTLs before proposing.
+func validTTL(ttl time.Duration) error {
+	if ttl <= 0 {
+		return lockapi.Invalidf("ttl must be positive, got %s", ttl)
+	}
+	return nil
+}
+
+func (f *FSM) acquire(idx uint64, c Command, r *Result) {
+	if err := validTTL(c.TTL); err != nil {
+		r.Err = err
+		return
+	}
+	cur, held := f.locks.Get(c.Key)
+	switch {
+	case held && cur.Owner != c.Owner:
+		r.Lock, r.Err = cur, lockapi.ErrHeld
+	case held:
+		f.extend(&cur, c.TTL)
+		r.Lock, r.Extended = cur, true
+	default:
+		l := LockState{Key: c.Key, Owner: c.Owner, Token: idx, Version: 1, TTL: c.TTL, Deadline: f.deadline(c.TTL)}
+		f.put(l)
+		r.Lock = l
+	}
+}
+
+func (f *FSM) renew(c Command, r *Result) {
+	if err := validTTL(c.TTL); err != nil {
+		r.Err = err
+		return
+	}
+	cur, err := f.heldBy(c)
+	if err != nil {
+		r.Lock, r.Err = cur, err
+		return
+	}
+	f.extend(&cur, c.TTL)
+	r.Lock = cur
+}
+
+func (f *FSM) release(c Command, r *Result) {
+	cur, err := f.heldBy(c)
+	if err != nil {
+		r.Lock, r.Err = cur, err
+		return
+	}
+	f.remove(cur)
+	f.freed(cur.Key)
+	r.Lock = cur
+}
+
+// heldBy returns the lock on c.Key if c.Owner (and c.Token, when set) holds it.
+func (f *FSM) heldBy(c Command) (LockState, error) {
+	cur, held := f.locks.Get(c.Key)
+	if !held {
+		return LockState{}, lockapi.ErrNotFound
+	}
+	if cur.Owner != c.Owner || (c.Token != 0 && c.Token != cur.Token) {
+		return cur, lockapi.ErrNotHeld
+	}
+	return cur, nil
+}
+
+// extend gives l a fresh lease of ttl from now and bumps its version.
+func (f *FSM) extend(l *LockState, ttl time.Duration) {
+	f.expiry.Delete(expiryItem{l.Deadline, l.Key})
+	l.TTL = ttl
+	l.Deadline = f.deadline(ttl)
+	l.Version++
+	f.put(*l)
+}
+
+// deadline returns now+ttl, saturating instead of overflowing.
+func (f *FSM) deadline(ttl time.Duration) time.Duration {
+	if d := f.now + ttl; d >= f.now {
+		return d
+	}
+	return time.Duration(1<<63 - 1)
+}
+
+func (f *FSM) put(l LockState) {
+	f.locks.Set(l.Key, l)
+	f.expiry.Set(expiryItem{l.Deadline, l.Key})
+}
+
+func (f *FSM) remove(l LockState) {
+	f.locks.Delete(l.Key)
+	f.expiry.Delete(expiryItem{l.Deadline, l.Key})
+}
+
+// expireDue removes every lock whose deadline is at or before now.
+func (f *FSM) expireDue() int {
+	n := 0
+	for {
+		it, ok := f.expiry.Min()
+		if !ok || it.deadline > f.now {
+			return n
+		}
+		f.expiry.Delete(it)
+		f.locks.Delete(it.key)
+		f.freed(it.key)
+		n++
+	}
+}
+
+// Get returns the lock held under key, as of the last applied entry.
+func (f *FSM) Get(key string) (LockState, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.locks.Get(key)
+}
+
+// List returns every lock in key order, as of the last applied entry.
+func (f *FSM) List() []LockState {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]LockState, 0, f.locks.Len())
+	f.locks.Scan(func(_ string, l LockState) bool {
+		out = append(out, l)
+		return true
+	})
+	return out
+}
+
+// Len returns the number of locks held.
+func (f *FSM) Len() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.locks.Len()
+}
+
+// Now returns the cluster time of the last applied entry.
+func (f *FSM) Now() time.Duration {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.now
+}
+
+// AppliedIndex returns the raft index of the last applied entry (or of the
+// restored snapshot).
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
+// NextDeadline returns the earliest lock deadline, if any lock is held.
+func (f *FSM) NextDeadline() (time.Duration, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	it, ok := f.expiry.Min()
+	return it.deadline, ok
+}
+
+// Snapshot captures the state in O(1) (the maps are copy-on-write) for
+// Persist to write while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy()}, nil
+}
+
+// Restore replaces all state with the snapshot read from rc.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := readSnapshot(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reset()
+	f.now, f.applied = st.now, st.applied
+	for _, l := range st.locks {
+		f.put(l)
+	}
+	return nil
+}
+
+// WriteSnapshot writes the current state in the snapshot format to w. Two
+// replicas at the same applied index write identical bytes, which is how
+// convergence is checked.
+func (f *FSM) WriteSnapshot(w io.Writer) error {
+	snap, _ := f.Snapshot()
+	return snap.(*snapshot).write(w)
+}
