@@ -1,0 +1,163 @@
+package resp
+
+import (
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// command is one entry of the command table.
+type command struct {
+	// name is the lower-case name, as Redis shows it in errors.
+	name string
+	// arity follows Redis: positive means exactly that many arguments,
+	// negative means at least that many; the name counts.
+	arity int
+	// noAuth commands run before the client has authenticated.
+	noAuth bool
+	// handler parses args (args[0] is the name), calls the service and
+	// writes exactly one reply.
+	handler func(c *client, args [][]byte)
+	// duration observes the handler's run time.
+	duration prometheus.Observer
+}
+
+// maxNameLen bounds command names looked up in the table.
+const maxNameLen = 32
+
+// commandTable returns the server's commands keyed by lower-case name.
+func (s *Server) commandTable() map[string]*command {
+	cmds := []*command{
+		// Native lock commands (native.go).
+		{name: "lock.acquire", arity: -4, handler: cmdLockAcquire},
+		{name: "lock.renew", arity: -4, handler: cmdLockRenew},
+		{name: "lock.release", arity: -3, handler: cmdLockRelease},
+		{name: "lock.info", arity: 2, handler: cmdLockInfo},
+		{name: "lock.list", arity: 1, handler: cmdLockList},
+		{name: "cluster.info", arity: 1, handler: cmdClusterInfo},
+		// Connection commands (conn.go).
+		{name: "ping", arity: -1, handler: cmdPing},
+		{name: "echo", arity: 2, handler: cmdEcho},
+		{name: "quit", arity: -1, noAuth: true, handler: cmdQuit},
+		{name: "hello", arity: -1, noAuth: true, handler: cmdHello},
+		{name: "auth", arity: -2, noAuth: true, handler: cmdAuth},
+		{name: "select", arity: 2, handler: cmdSelect},
+		{name: "client", arity: -2, handler: cmdClient},
+		{name: "command", arity: -1, handler: cmdCommand},
+	}
+	table := make(map[string]*command, len(cmds))
+	for _, cmd := range cmds {
+		if _, dup := table[cmd.name]; dup || len(cmd.name) > maxNameLen {
+			panic("resp: bad command table entry " + cmd.name)
+		}
+		cmd.duration = s.duration.WithLabelValues(cmd.name)
+		table[cmd.name] = cmd
+	}
+	return table
+}
+
+// lookup finds a command by name, ignoring case, without allocating.
+func (s *Server) lookup(name []byte) *command {
+	if len(name) > maxNameLen {
+		return nil
+	}
+	var buf [maxNameLen]byte
+	for i, ch := range name {
+		if 'A' <= ch && ch <= 'Z' {
+			ch += 'a' - 'A'
+		}
+		buf[i] = ch
+	}
+	return s.cmds[string(buf[:len(name)])]
+}
+
+// dispatch runs one command for c and leaves exactly one reply in c.out. It
+// checks, in Redis's order, that the command exists, its arity, and that the
+// client has authenticated. A panicking handler is answered with "ERR
+// internal error" (its partial reply discarded) and logged.
+func (s *Server) dispatch(c *client, args [][]byte) {
+	if len(args) == 0 {
+		return // redcon never delivers an empty command
+	}
+	cmd := s.lookup(args[0])
+	switch {
+	case cmd == nil:
+		c.writeErrorText(unknownCommand(args))
+		return
+	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
+		c.writeArityError(cmd.name)
+		return
+	case !c.authed && !cmd.noAuth:
+		c.writeErrorText(errNoAuth)
+		return
+	}
+	start := time.Now()
+	mark := len(c.out)
+	defer func() {
+		if r := recover(); r != nil {
+			c.out = c.out[:mark]
+			c.writeErrorText("ERR internal error")
+			s.log.Error("panic in RESP command", "command", cmd.name, "client", c.id,
+				"panic", r, "stack", string(debug.Stack()))
+		}
+		cmd.duration.Observe(time.Since(start).Seconds())
+	}()
+	cmd.handler(c, args)
+}
+
+// Error replies in Redis's words.
+const (
+	errSyntax       = "ERR syntax error"
+	errNoAuth       = "NOAUTH Authentication required."
+	errWrongPass    = "WRONGPASS invalid username-password pair or user is disabled."
+	errNotInteger   = "ERR value is not an integer or out of range"
+	errBadName      = "ERR Client names cannot contain spaces, newlines or special characters."
+	errAuthNoPass   = "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
+	errHelloNoAuth  = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
+	errNoProto      = "NOPROTO unsupported protocol version"
+	errProtoVersion = "ERR Protocol version is not an integer or out of range"
+	errDBIndex      = "ERR DB index is out of range"
+)
+
+// writeArityError writes Redis's wrong-arity error for the command (or
+// "command|subcommand") name.
+func (c *client) writeArityError(name string) {
+	c.writeErrorText("ERR wrong number of arguments for '" + name + "' command")
+}
+
+// unknownCommand formats Redis 7's unknown-command error (server.c
+// processCommand): the name and the first arguments, each quoted and
+// followed by a space, the arguments cut off after about 128 bytes.
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	b.WriteString("ERR unknown command '")
+	b.Write(truncate(args[0], 128))
+	b.WriteString("', with args beginning with: ")
+	n := 0
+	for _, a := range args[1:] {
+		if n >= 128 {
+			break
+		}
+		a = truncate(a, 128-n)
+		b.WriteByte('\'')
+		b.Write(a)
+		b.WriteString("' ")
+		n += len(a) + 3
+	}
+	return b.String()
+}
+
+// unknownSubcommand formats Redis 7's unknown-subcommand error.
+func unknownSubcommand(cmd string, sub []byte) string {
+	return "ERR unknown subcommand '" + string(truncate(sub, 128)) + "'. Try " +
+		strings.ToUpper(cmd) + " HELP."
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}

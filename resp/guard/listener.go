@@ -1,0 +1,127 @@
+package guard
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// maxClientsReply is Redis's reply to a connection over maxclients.
+const maxClientsReply = "-ERR max number of clients reached\r\n"
+
+// replyTimeout bounds the write of a rejection or protocol error reply to a
+// client that is being disconnected.
+const replyTimeout = time.Second
+
+// readSize is how many bytes a guarded connection reads from the network at
+// once.
+const readSize = 4 << 10
+
+// Listener returns a listener whose connections validate their input against
+// lim (see the package comment) and which accepts at most maxClients
+// connections at a time (0 or less means no limit). A connection over the
+// limit is sent "-ERR max number of clients reached" and closed; it is never
+// returned by Accept. Closing the returned listener closes ln.
+func Listener(ln net.Listener, lim Limits, maxClients int) net.Listener {
+	return &listener{Listener: ln, lim: lim.WithDefaults(), max: int64(maxClients)}
+}
+
+type listener struct {
+	net.Listener
+	lim    Limits
+	max    int64
+	active atomic.Int64
+}
+
+// Accept waits for and returns the next connection under the limit.
+func (l *listener) Accept() (net.Conn, error) {
+	for {
+		nc, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if n := l.active.Add(1); l.max > 0 && n > l.max {
+			l.active.Add(-1)
+			// Reply in the background so that a client that does not
+			// read (or a TLS handshake) cannot stall Accept.
+			go reject(nc)
+			continue
+		}
+		return &conn{Conn: nc, p: newParser(l.lim), l: l}, nil
+	}
+}
+
+func reject(nc net.Conn) {
+	_ = nc.SetWriteDeadline(time.Now().Add(replyTimeout))
+	_, _ = nc.Write([]byte(maxClientsReply))
+	_ = nc.Close()
+}
+
+// conn is a connection whose Read passes only validated bytes.
+type conn struct {
+	net.Conn
+	p *parser
+	l *listener // nil when not counted
+
+	rbuf    []byte // read area
+	out     []byte // output area, reused once pending is drained
+	pending []byte // validated bytes not yet returned by Read
+	rerr    error  // read error to return once pending is drained
+	replied bool   // the protocol error reply has been written
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Read returns validated bytes. After a violation it returns the bytes of the
+// complete commands before it, then, on the next call, writes the protocol
+// error reply to the client and returns the *ProtocolError.
+//
+// Read must not be called concurrently with itself (net.Conn allows it, but
+// a command stream has one reader).
+func (c *conn) Read(b []byte) (int, error) {
+	for {
+		if len(c.pending) > 0 {
+			n := copy(b, c.pending)
+			c.pending = c.pending[n:]
+			return n, nil
+		}
+		if c.p.err != nil {
+			if !c.replied {
+				c.replied = true
+				_ = c.Conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+				_, _ = c.Conn.Write([]byte("-ERR " + c.p.err.Error() + "\r\n"))
+			}
+			return 0, c.p.err
+		}
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		if len(b) == 0 {
+			return 0, nil
+		}
+		if c.rbuf == nil {
+			c.rbuf = make([]byte, readSize)
+		}
+		n, err := c.Conn.Read(c.rbuf)
+		c.out = c.p.feed(c.out[:0], c.rbuf[:n])
+		c.pending = c.out
+		if cap(c.out) > 4*readSize {
+			c.out = nil // do not keep the buffer of a large inline line
+		}
+		c.rerr = err
+	}
+}
+
+// Close closes the connection; only the first call has an effect and
+// releases the connection's slot.
+func (c *conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.closeErr = c.Conn.Close()
+		if c.l != nil {
+			c.l.active.Add(-1)
+		}
+	})
+	return c.closeErr
+}

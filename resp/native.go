@@ -1,0 +1,285 @@
+package resp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/distlock/distlock/lockapi"
+)
+
+// LOCK.ACQUIRE key owner ttl [WAIT timeout]
+// help: grants key to owner for ttl (milliseconds, or a duration such as
+// 30s) and replies with the fencing token. Re-acquiring a lock one holds
+// extends it and returns the same token. With WAIT, queues (first come,
+// first served) for up to timeout while another owner holds the lock.
+// Replies null when another owner holds it.
+func cmdLockAcquire(c *client, args [][]byte) {
+	waitArg, hasWait, ok := option(args[4:], "wait")
+	if !ok {
+		c.writeErrorText(errSyntax)
+		return
+	}
+	key, owner, ok := c.keyOwner(args)
+	if !ok {
+		return
+	}
+	ttl, err := c.srv.parseTTL(args[3])
+	if err != nil {
+		c.writeError(err)
+		return
+	}
+	var wait time.Duration
+	if hasWait {
+		if wait, err = c.srv.parseWait(waitArg); err != nil {
+			c.writeError(err)
+			return
+		}
+	}
+	ctx, cancel := c.srv.commandContext(wait)
+	defer cancel()
+	lock, err := c.srv.svc.Acquire(ctx, lockapi.AcquireRequest{Key: key, Owner: owner, TTL: ttl, Wait: wait})
+	switch {
+	case err == nil:
+		c.writeUint(lock.Token)
+	case errors.Is(err, lockapi.ErrHeld):
+		c.writeNull()
+	default:
+		c.writeError(err)
+	}
+}
+
+// LOCK.RENEW key owner ttl [TOKEN token]
+// help: extends a lock owner holds (with that fencing token, if given) to
+// ttl from now and replies with its fencing token, unchanged. Fails with
+// NOTHELD when owner does not hold it.
+func cmdLockRenew(c *client, args [][]byte) {
+	tokenArg, hasToken, ok := option(args[4:], "token")
+	if !ok {
+		c.writeErrorText(errSyntax)
+		return
+	}
+	key, owner, ok := c.keyOwner(args)
+	if !ok {
+		return
+	}
+	ttl, err := c.srv.parseTTL(args[3])
+	if err != nil {
+		c.writeError(err)
+		return
+	}
+	var token uint64
+	if hasToken {
+		if token, err = lockapi.ParseToken(string(tokenArg)); err != nil {
+			c.writeError(err)
+			return
+		}
+	}
+	ctx, cancel := c.srv.commandContext(0)
+	defer cancel()
+	lock, err := c.srv.svc.Renew(ctx, lockapi.RenewRequest{Key: key, Owner: owner, TTL: ttl, Token: token})
+	if err != nil {
+		c.writeError(err)
+		return
+	}
+	c.writeUint(lock.Token)
+}
+
+// LOCK.RELEASE key owner [TOKEN token]
+// help: frees a lock owner holds (with that fencing token, if given);
+// replies 1, or 0 when owner does not hold it.
+func cmdLockRelease(c *client, args [][]byte) {
+	tokenArg, hasToken, ok := option(args[3:], "token")
+	if !ok {
+		c.writeErrorText(errSyntax)
+		return
+	}
+	key, owner, ok := c.keyOwner(args)
+	if !ok {
+		return
+	}
+	var token uint64
+	if hasToken {
+		var err error
+		if token, err = lockapi.ParseToken(string(tokenArg)); err != nil {
+			c.writeError(err)
+			return
+		}
+	}
+	ctx, cancel := c.srv.commandContext(0)
+	defer cancel()
+	err := c.srv.svc.Release(ctx, lockapi.ReleaseRequest{Key: key, Owner: owner, Token: token})
+	switch {
+	case err == nil:
+		c.writeInt(1)
+	case errors.Is(err, lockapi.ErrNotHeld), errors.Is(err, lockapi.ErrNotFound):
+		c.writeInt(0)
+	default:
+		c.writeError(err)
+	}
+}
+
+// LOCK.INFO key
+// help: describes a held lock: a map (a flat field-value array on RESP2) of
+// key, owner, fencing_token, version, ttl_ms, expires_at (unix ms) and
+// waiters. Replies null when the lock is not held.
+func cmdLockInfo(c *client, args [][]byte) {
+	key := string(args[1])
+	if err := lockapi.CheckKey(key); err != nil {
+		c.writeError(err)
+		return
+	}
+	ctx, cancel := c.srv.commandContext(0)
+	defer cancel()
+	lock, err := c.srv.svc.Info(ctx, key)
+	switch {
+	case err == nil:
+		c.writeLock(lock)
+	case errors.Is(err, lockapi.ErrNotFound):
+		c.writeNullArray()
+	default:
+		c.writeError(err)
+	}
+}
+
+// LOCK.LIST
+// help: describes every held lock, in key order, as an array of LOCK.INFO
+// replies.
+func cmdLockList(c *client, args [][]byte) {
+	ctx, cancel := c.srv.commandContext(0)
+	defer cancel()
+	locks, err := c.srv.svc.List(ctx)
+	if err != nil {
+		c.writeError(err)
+		return
+	}
+	c.writeArray(len(locks))
+	for _, l := range locks {
+		c.writeLock(l)
+	}
+}
+
+// CLUSTER.INFO
+// help: describes the cluster as this node sees it: a map (a flat
+// field-value array on RESP2) of leader_id, term, nodes (each a map of id,
+// state, address, resp_address and http_address), quorum_size and
+// has_quorum (a boolean; 1 or 0 on RESP2).
+func cmdClusterInfo(c *client, args [][]byte) {
+	ctx, cancel := c.srv.commandContext(0)
+	defer cancel()
+	info, err := c.srv.svc.ClusterInfo(ctx)
+	if err != nil {
+		c.writeError(err)
+		return
+	}
+	c.writeMap(5)
+	c.writeBulkString("leader_id")
+	c.writeBulkString(info.LeaderID)
+	c.writeBulkString("term")
+	c.writeUint(info.Term)
+	c.writeBulkString("nodes")
+	c.writeArray(len(info.Nodes))
+	for _, n := range info.Nodes {
+		c.writeMap(5)
+		c.writeBulkString("id")
+		c.writeBulkString(n.ID)
+		c.writeBulkString("state")
+		c.writeBulkString(n.State)
+		c.writeBulkString("address")
+		c.writeBulkString(n.Address)
+		c.writeBulkString("resp_address")
+		c.writeBulkString(n.RESPAddr)
+		c.writeBulkString("http_address")
+		c.writeBulkString(n.HTTPAddr)
+	}
+	c.writeBulkString("quorum_size")
+	c.writeInt(int64(info.QuorumSize))
+	c.writeBulkString("has_quorum")
+	c.writeBool(info.HasQuorum)
+}
+
+// writeLock writes a lock as LOCK.INFO does.
+func (c *client) writeLock(l lockapi.Lock) {
+	expires := l.ExpiresAt
+	if expires.IsZero() {
+		expires = time.Now().Add(l.Remaining)
+	}
+	c.writeMap(7)
+	c.writeBulkString("key")
+	c.writeBulkString(l.Key)
+	c.writeBulkString("owner")
+	c.writeBulkString(l.Owner)
+	c.writeBulkString("fencing_token")
+	c.writeUint(l.Token)
+	c.writeBulkString("version")
+	c.writeUint(l.Version)
+	c.writeBulkString("ttl_ms")
+	c.writeInt(ceilMillis(l.Remaining))
+	c.writeBulkString("expires_at")
+	c.writeInt(expires.UnixMilli())
+	c.writeBulkString("waiters")
+	c.writeInt(int64(l.Waiters))
+}
+
+// ceilMillis converts a remaining lease to milliseconds, rounding up so that
+// a held lock never shows 0, and clamping at 0.
+func ceilMillis(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// keyOwner validates args[1] and args[2] as key and owner, writing the
+// error reply if they are not usable.
+func (c *client) keyOwner(args [][]byte) (key, owner string, ok bool) {
+	key, owner = string(args[1]), string(args[2])
+	if err := lockapi.CheckKey(key); err != nil {
+		c.writeError(err)
+		return "", "", false
+	}
+	if err := lockapi.CheckOwner(owner); err != nil {
+		c.writeError(err)
+		return "", "", false
+	}
+	return key, owner, true
+}
+
+// option parses the trailing options of a command that accepts one
+// NAME value option: none, or exactly NAME (any case) and its value. ok is
+// false for anything else (unknown or repeated options, a missing value).
+func option(args [][]byte, name string) (value []byte, present, ok bool) {
+	switch {
+	case len(args) == 0:
+		return nil, false, true
+	case len(args) == 2 && bytes.EqualFold(args[0], []byte(name)):
+		return args[1], true, true
+	default:
+		return nil, false, false
+	}
+}
+
+// parseTTL parses and checks a TTL argument.
+func (s *Server) parseTTL(arg []byte) (time.Duration, error) {
+	ttl, err := lockapi.ParseDuration(string(arg))
+	if err != nil {
+		return 0, fmt.Errorf("invalid ttl: %w", err)
+	}
+	if err := lockapi.CheckTTL(ttl, s.cfg.MaxTTL); err != nil {
+		return 0, err
+	}
+	return ttl, nil
+}
+
+// parseWait parses and checks a WAIT timeout argument.
+func (s *Server) parseWait(arg []byte) (time.Duration, error) {
+	wait, err := lockapi.ParseDuration(string(arg))
+	if err != nil {
+		return 0, fmt.Errorf("invalid wait: %w", err)
+	}
+	if err := lockapi.CheckWait(wait, s.cfg.MaxWait); err != nil {
+		return 0, err
+	}
+	return wait, nil
+}

@@ -1,0 +1,515 @@
+package resp
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/distlock/distlock/lockapi"
+)
+
+// quietLogger discards all logs.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startServer starts a server for cfg (Service defaults to the scripted
+// service) on 127.0.0.1:0 and returns it with its address.
+func startServer(t testing.TB, cfg Config) (*Server, string) {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v", err)
+		}
+	})
+	return s, ln.Addr().String()
+}
+
+func startScripted(t testing.TB, cfg Config) (*scripted, string) {
+	t.Helper()
+	rec := &scripted{}
+	cfg.Service = scriptedService(rec)
+	_, addr := startServer(t, cfg)
+	return rec, addr
+}
+
+// newRedis returns a go-redis client speaking protocol proto, without
+// retries (go-redis retries CLUSTERDOWN replies by default).
+func newRedis(t testing.TB, addr string, proto int, password string) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{
+		Addr: addr, Protocol: proto, Password: password,
+		MaxRetries: -1, DialTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func testContext(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// doCase is one command and the reply go-redis should return for it.
+type doCase struct {
+	name  string
+	args  []any
+	want  any    // reply on RESP2 (and RESP3 unless want3 is set)
+	want3 any    // reply on RESP3, when it differs
+	err   string // wanted error text; "redis: nil" for a null reply
+}
+
+var infoRESP2 = []any{
+	"key", "k", "owner", "o", "fencing_token", int64(42), "version", int64(3),
+	"ttl_ms", int64(12346), "expires_at", int64(1700000000000), "waiters", int64(2),
+}
+
+func infoRESP3(key, owner string, token int64) map[any]any {
+	return map[any]any{
+		"key": key, "owner": owner, "fencing_token": token, "version": int64(3),
+		"ttl_ms": int64(12346), "expires_at": int64(1700000000000), "waiters": int64(2),
+	}
+}
+
+var (
+	nodesRESP2 = []any{
+		[]any{"id", "n1", "state", "leader", "address", "127.0.0.1:9001", "resp_address", "127.0.0.1:6379", "http_address", "127.0.0.1:8001"},
+		[]any{"id", "n2", "state", "follower", "address", "127.0.0.1:9002", "resp_address", "", "http_address", ""},
+	}
+	nodesRESP3 = []any{
+		map[any]any{"id": "n1", "state": "leader", "address": "127.0.0.1:9001", "resp_address": "127.0.0.1:6379", "http_address": "127.0.0.1:8001"},
+		map[any]any{"id": "n2", "state": "follower", "address": "127.0.0.1:9002", "resp_address": "", "http_address": ""},
+	}
+)
+
+const (
+	badTTLText = `ERR invalid ttl: duration "abc" is neither milliseconds nor a duration like 30s`
+	notHeld    = "NOTHELD lock is not held by this owner"
+)
+
+var doCases = []doCase{
+	// Command table.
+	{name: "unknown command", args: []any{"foo", "a", "b"}, err: "ERR unknown command 'foo', with args beginning with: 'a' 'b' "},
+	{name: "unknown command no args", args: []any{"FOO"}, err: "ERR unknown command 'FOO', with args beginning with: "},
+	{name: "acquire arity", args: []any{"lock.acquire", "k", "o"}, err: "ERR wrong number of arguments for 'lock.acquire' command"},
+	{name: "renew arity", args: []any{"LOCK.RENEW", "k", "o"}, err: "ERR wrong number of arguments for 'lock.renew' command"},
+	{name: "release arity", args: []any{"lock.release", "k"}, err: "ERR wrong number of arguments for 'lock.release' command"},
+	{name: "info arity low", args: []any{"lock.info"}, err: "ERR wrong number of arguments for 'lock.info' command"},
+	{name: "info arity high", args: []any{"lock.info", "a", "b"}, err: "ERR wrong number of arguments for 'lock.info' command"},
+	{name: "list arity", args: []any{"lock.list", "x"}, err: "ERR wrong number of arguments for 'lock.list' command"},
+	{name: "cluster.info arity", args: []any{"cluster.info", "x"}, err: "ERR wrong number of arguments for 'cluster.info' command"},
+	{name: "ping arity", args: []any{"ping", "a", "b"}, err: "ERR wrong number of arguments for 'ping' command"},
+
+	// LOCK.ACQUIRE: the scripted token is ttl ms + wait ms * 1e9.
+	{name: "acquire ms", args: []any{"lock.acquire", "k", "o", "30000"}, want: int64(30000)},
+	{name: "acquire upper case", args: []any{"LOCK.ACQUIRE", "k", "o", "30s"}, want: int64(30000)},
+	{name: "acquire unit", args: []any{"Lock.Acquire", "k", "o", "500ms"}, want: int64(500)},
+	{name: "acquire max ttl", args: []any{"lock.acquire", "k", "o", "24h"}, want: int64(86400000)},
+	{name: "acquire wait", args: []any{"lock.acquire", "k", "o", "1000", "WAIT", "5s"}, want: int64(5000*1e9 + 1000)},
+	{name: "acquire wait lower case ms", args: []any{"lock.acquire", "k", "o", "1000", "wait", "250"}, want: int64(250*1e9 + 1000)},
+	{name: "acquire wait zero", args: []any{"lock.acquire", "k", "o", "1000", "WaIt", "0"}, want: int64(1000)},
+	{name: "acquire held", args: []any{"lock.acquire", "held", "o", "1000"}, err: "redis: nil"},
+	{name: "ttl zero", args: []any{"lock.acquire", "k", "o", "0"}, err: "ERR ttl must be at least 1ms, got 0s"},
+	{name: "ttl negative", args: []any{"lock.acquire", "k", "o", "-1"}, err: "ERR ttl must be at least 1ms, got -1ms"},
+	{name: "ttl not a number", args: []any{"lock.acquire", "k", "o", "abc"}, err: badTTLText},
+	{name: "ttl overflow", args: []any{"lock.acquire", "k", "o", "99999999999999999999"}, err: `ERR invalid ttl: duration "99999999999999999999" overflows`},
+	{name: "ttl ms overflow", args: []any{"lock.acquire", "k", "o", "9223372036854775807"}, err: `ERR invalid ttl: duration "9223372036854775807" overflows`},
+	{name: "ttl above max", args: []any{"lock.acquire", "k", "o", "86400001"}, err: "ERR ttl 24h0m0.001s exceeds the maximum 24h0m0s"},
+	{name: "ttl above max unit", args: []any{"lock.acquire", "k", "o", "25h"}, err: "ERR ttl 25h0m0s exceeds the maximum 24h0m0s"},
+	{name: "ttl fraction", args: []any{"lock.acquire", "k", "o", "1.5"}, err: `ERR invalid ttl: duration "1.5" is neither milliseconds nor a duration like 30s`},
+	{name: "ttl empty", args: []any{"lock.acquire", "k", "o", ""}, err: "ERR invalid ttl: empty duration"},
+	{name: "wait missing value", args: []any{"lock.acquire", "k", "o", "1000", "WAIT"}, err: "ERR syntax error"},
+	{name: "unknown option", args: []any{"lock.acquire", "k", "o", "1000", "FOO", "1"}, err: "ERR syntax error"},
+	{name: "repeated option", args: []any{"lock.acquire", "k", "o", "1000", "WAIT", "1", "WAIT", "2"}, err: "ERR syntax error"},
+	{name: "token on acquire", args: []any{"lock.acquire", "k", "o", "1000", "TOKEN", "1"}, err: "ERR syntax error"},
+	{name: "syntax before values", args: []any{"lock.acquire", "", "o", "abc", "X"}, err: "ERR syntax error"},
+	{name: "wait negative", args: []any{"lock.acquire", "k", "o", "1000", "WAIT", "-5"}, err: "ERR wait must not be negative, got -5ms"},
+	{name: "wait above max", args: []any{"lock.acquire", "k", "o", "1000", "WAIT", "6m"}, err: "ERR wait 6m0s exceeds the maximum 5m0s"},
+	{name: "wait not a number", args: []any{"lock.acquire", "k", "o", "1000", "WAIT", "x"}, err: `ERR invalid wait: duration "x" is neither milliseconds nor a duration like 30s`},
+	{name: "empty key", args: []any{"lock.acquire", "", "o", "1000"}, err: "ERR key must not be empty"},
+	{name: "oversized key", args: []any{"lock.acquire", strings.Repeat("k", 1025), "o", "1000"}, err: "ERR key is 1025 bytes, the maximum is 1024"},
+	{name: "largest key", args: []any{"lock.acquire", strings.Repeat("k", 1024), "o", "1000"}, want: int64(1000)},
+	{name: "empty owner", args: []any{"lock.acquire", "k", "", "1000"}, err: "ERR owner must not be empty"},
+	{name: "oversized owner", args: []any{"lock.acquire", "k", strings.Repeat("o", 1025), "1000"}, err: "ERR owner is 1025 bytes, the maximum is 1024"},
+
+	// Service errors, mapped in one place.
+	{name: "no quorum", args: []any{"lock.acquire", "noquorum", "o", "1000"}, err: "CLUSTERDOWN no quorum"},
+	{name: "no leader", args: []any{"lock.acquire", "noleader", "o", "1000"}, err: "CLUSTERDOWN no leader"},
+	{name: "unknown outcome", args: []any{"lock.acquire", "unknown", "o", "1000"}, err: "UNKNOWN " + lockapi.ErrUnknownOutcome.Error()},
+	{name: "timeout", args: []any{"lock.acquire", "timeout", "o", "1000"}, err: "TIMEOUT request timed out and may still take effect, retry with the same owner"},
+	{name: "deadline", args: []any{"lock.acquire", "deadline", "o", "1000"}, err: "TIMEOUT request timed out and may still take effect, retry with the same owner"},
+	{name: "shutting down", args: []any{"lock.acquire", "shutdown", "o", "1000"}, err: "CLUSTERDOWN node is shutting down"},
+	{name: "other error", args: []any{"lock.acquire", "boom", "o", "1000"}, err: "ERR disk on fire"},
+	{name: "panic", args: []any{"lock.acquire", "panic", "o", "1000"}, err: "ERR internal error"},
+
+	// LOCK.RENEW: the scripted token is the one given, or 7.
+	{name: "renew", args: []any{"lock.renew", "k", "o", "30000"}, want: int64(7)},
+	{name: "renew token", args: []any{"lock.renew", "k", "o", "30000", "TOKEN", "42"}, want: int64(42)},
+	{name: "renew token lower case", args: []any{"lock.renew", "k", "o", "30000", "token", "9223372036854775807"}, want: int64(9223372036854775807)},
+	{name: "renew token zero", args: []any{"lock.renew", "k", "o", "30000", "TOKEN", "0"}, err: `ERR token "0" is not a positive integer`},
+	{name: "renew token negative", args: []any{"lock.renew", "k", "o", "30000", "TOKEN", "-1"}, err: `ERR token "-1" is not a positive integer`},
+	{name: "renew token junk", args: []any{"lock.renew", "k", "o", "30000", "TOKEN", "12abc"}, err: `ERR token "12abc" is not a positive integer`},
+	{name: "renew token overflow", args: []any{"lock.renew", "k", "o", "30000", "TOKEN", "18446744073709551616"}, err: `ERR token "18446744073709551616" is not a positive integer`},
+	{name: "renew token missing", args: []any{"lock.renew", "k", "o", "30000", "TOKEN"}, err: "ERR syntax error"},
+	{name: "renew wait", args: []any{"lock.renew", "k", "o", "30000", "WAIT", "1"}, err: "ERR syntax error"},
+	{name: "renew bad ttl", args: []any{"lock.renew", "k", "o", "abc"}, err: badTTLText},
+	{name: "renew not held", args: []any{"lock.renew", "notheld", "o", "1000"}, err: notHeld},
+	{name: "renew not found", args: []any{"lock.renew", "missing", "o", "1000"}, err: notHeld},
+	{name: "renew no quorum", args: []any{"lock.renew", "noquorum", "o", "1000"}, err: "CLUSTERDOWN no quorum"},
+
+	// LOCK.RELEASE: the scripted service accepts token 5 or none.
+	{name: "release", args: []any{"lock.release", "k", "o"}, want: int64(1)},
+	{name: "release token", args: []any{"lock.release", "k", "o", "TOKEN", "5"}, want: int64(1)},
+	{name: "release other token", args: []any{"lock.release", "k", "o", "token", "6"}, want: int64(0)},
+	{name: "release not held", args: []any{"lock.release", "notheld", "o"}, want: int64(0)},
+	{name: "release not found", args: []any{"lock.release", "missing", "o"}, want: int64(0)},
+	{name: "release bad token", args: []any{"lock.release", "k", "o", "TOKEN", "x"}, err: `ERR token "x" is not a positive integer`},
+	{name: "release extra arg", args: []any{"lock.release", "k", "o", "EXTRA"}, err: "ERR syntax error"},
+	{name: "release empty owner", args: []any{"lock.release", "k", ""}, err: "ERR owner must not be empty"},
+	{name: "release no leader", args: []any{"lock.release", "noleader", "o"}, err: "CLUSTERDOWN no leader"},
+
+	// LOCK.INFO, LOCK.LIST, CLUSTER.INFO.
+	{name: "info", args: []any{"lock.info", "k"}, want: infoRESP2, want3: infoRESP3("k", "o", 42)},
+	{name: "info not found", args: []any{"lock.info", "missing"}, err: "redis: nil"},
+	{name: "info empty key", args: []any{"lock.info", ""}, err: "ERR key must not be empty"},
+	{name: "info no quorum", args: []any{"lock.info", "noquorum"}, err: "CLUSTERDOWN no quorum"},
+	{name: "list", args: []any{"lock.list"},
+		want: []any{infoRESP2, []any{"key", "k2", "owner", "o2", "fencing_token", int64(43), "version", int64(3),
+			"ttl_ms", int64(12346), "expires_at", int64(1700000000000), "waiters", int64(2)}},
+		want3: []any{infoRESP3("k", "o", 42), infoRESP3("k2", "o2", 43)}},
+	{name: "cluster info", args: []any{"CLUSTER.INFO"},
+		want:  []any{"leader_id", "n1", "term", int64(7), "nodes", nodesRESP2, "quorum_size", int64(2), "has_quorum", int64(1)},
+		want3: map[any]any{"leader_id": "n1", "term": int64(7), "nodes": nodesRESP3, "quorum_size": int64(2), "has_quorum": true}},
+
+	// Connection commands.
+	{name: "ping", args: []any{"ping"}, want: "PONG"},
+	{name: "ping message", args: []any{"PING", "hi"}, want: "hi"},
+	{name: "echo", args: []any{"echo", "x y"}, want: "x y"},
+	{name: "select 0", args: []any{"select", "0"}, want: "OK"},
+	{name: "select 1", args: []any{"select", "1"}, err: "ERR DB index is out of range"},
+	{name: "select junk", args: []any{"select", "x"}, err: "ERR value is not an integer or out of range"},
+	{name: "client unknown", args: []any{"client", "foo"}, err: "ERR unknown subcommand 'foo'. Try CLIENT HELP."},
+	{name: "client arity", args: []any{"client", "setname"}, err: "ERR wrong number of arguments for 'client|setname' command"},
+	{name: "client bad name", args: []any{"client", "setname", "a b"}, err: "ERR Client names cannot contain spaces, newlines or special characters."},
+	{name: "client setinfo", args: []any{"client", "setinfo", "LIB-NAME", "mylib"}, want: "OK"},
+	{name: "client setinfo unknown", args: []any{"client", "setinfo", "color", "red"}, err: "ERR Unrecognized option 'color'"},
+	{name: "client setinfo bad value", args: []any{"client", "setinfo", "lib-ver", "1 2"}, err: "ERR lib-ver cannot contain spaces, newlines or special characters."},
+	{name: "command", args: []any{"command"}, want: []any{}},
+	{name: "command docs", args: []any{"command", "docs"}, want: []any{}, want3: map[any]any{}},
+	{name: "command count", args: []any{"COMMAND", "COUNT"}, want: int64(14)},
+	{name: "command unknown", args: []any{"command", "info"}, err: "ERR unknown subcommand 'info'. Try COMMAND HELP."},
+	{name: "hello bad version", args: []any{"hello", "4"}, err: "NOPROTO unsupported protocol version"},
+	{name: "hello junk version", args: []any{"hello", "x"}, err: "ERR Protocol version is not an integer or out of range"},
+	{name: "hello bad option", args: []any{"hello", "3", "foo"}, err: "ERR Syntax error in HELLO option 'foo'"},
+	{name: "auth without password", args: []any{"auth", "x"}, err: "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"},
+	{name: "auth default user without password", args: []any{"auth", "default", "x"}, want: "OK"},
+	{name: "auth other user", args: []any{"auth", "bob", "x"}, err: "WRONGPASS invalid username-password pair or user is disabled."},
+	{name: "auth too many args", args: []any{"auth", "a", "b", "c"}, err: "ERR syntax error"},
+}
+
+func TestCommands(t *testing.T) {
+	rec, addr := startScripted(t, Config{})
+	for _, proto := range []int{2, 3} {
+		rdb := newRedis(t, addr, proto, "")
+		ctx := testContext(t)
+		for _, tc := range doCases {
+			t.Run(tc.name+"/resp"+string(rune('0'+proto)), func(t *testing.T) {
+				got, err := rdb.Do(ctx, tc.args...).Result()
+				checkReply(t, proto, tc, got, err)
+			})
+		}
+	}
+	// Every service call had a deadline: commandTimeout, plus WAIT.
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.deadline <= 0 || rec.deadline > commandTimeout {
+		t.Fatalf("last deadline %v", rec.deadline)
+	}
+}
+
+func checkReply(t *testing.T, proto int, tc doCase, got any, err error) {
+	t.Helper()
+	if tc.err != "" {
+		if err == nil || err.Error() != tc.err {
+			t.Fatalf("%q: got %#v, %v; want error %q", tc.args, got, err, tc.err)
+		}
+		return
+	}
+	want := tc.want
+	if proto == 3 && tc.want3 != nil {
+		want = tc.want3
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q: got %#v, %v; want %#v", tc.args, got, err, want)
+	}
+}
+
+func TestPipeline(t *testing.T) {
+	_, addr := startScripted(t, Config{})
+	for _, proto := range []int{2, 3} {
+		rdb := newRedis(t, addr, proto, "")
+		ctx := testContext(t)
+		pipe := rdb.Pipeline()
+		var cmds []*redis.Cmd
+		for _, tc := range doCases {
+			cmds = append(cmds, pipe.Do(ctx, tc.args...))
+		}
+		_, _ = pipe.Exec(ctx)
+		for i, tc := range doCases {
+			got, err := cmds[i].Result()
+			checkReply(t, proto, tc, got, err)
+		}
+	}
+}
+
+func TestWaitDeadline(t *testing.T) {
+	rec, addr := startScripted(t, Config{})
+	rdb := newRedis(t, addr, 2, "")
+	if _, err := rdb.Do(testContext(t), "lock.acquire", "k", "o", "1000", "WAIT", "1m").Result(); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if rec.deadline <= time.Minute || rec.deadline > time.Minute+commandTimeout {
+		t.Fatalf("deadline %v, want a minute plus %v", rec.deadline, commandTimeout)
+	}
+}
+
+func TestConnectionState(t *testing.T) {
+	_, addr := startScripted(t, Config{})
+	for _, proto := range []int{2, 3} {
+		ctx := testContext(t)
+		conn := newRedis(t, addr, proto, "").Conn()
+		t.Cleanup(func() { conn.Close() })
+		if v, err := conn.Do(ctx, "client", "getname").Result(); err != redis.Nil {
+			t.Fatalf("getname before setname: %v, %v", v, err)
+		}
+		if err := conn.Do(ctx, "client", "setname", "worker-1").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := conn.Do(ctx, "CLIENT", "GETNAME").Result(); err != nil || v != "worker-1" {
+			t.Fatalf("getname: %v, %v", v, err)
+		}
+		id, err := conn.Do(ctx, "client", "id").Int64()
+		if err != nil || id <= 0 {
+			t.Fatalf("client id: %v, %v", id, err)
+		}
+		// HELLO without arguments keeps the protocol and reports the id.
+		hello, err := conn.Do(ctx, "hello").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[any]any{"server": "distlock", "version": "7.2.0", "proto": int64(proto), "id": id,
+			"mode": "standalone", "role": "master", "modules": []any{}}
+		if proto == 2 {
+			got := map[any]any{}
+			arr := hello.([]any)
+			for i := 0; i < len(arr); i += 2 {
+				got[arr[i]] = arr[i+1]
+			}
+			hello = got
+		}
+		if !reflect.DeepEqual(hello, want) {
+			t.Fatalf("hello = %#v, want %#v", hello, want)
+		}
+		if err := conn.Do(ctx, "client", "setname", "").Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Do(ctx, "client", "getname").Result(); err != redis.Nil {
+			t.Fatalf("getname after clearing: %v", err)
+		}
+	}
+}
+
+func TestAuth(t *testing.T) {
+	_, addr := startScripted(t, Config{Password: "s3cret"})
+	ctx := testContext(t)
+
+	// Clients configured with the password authenticate in their
+	// handshake (HELLO proto AUTH default s3cret).
+	for _, proto := range []int{2, 3} {
+		rdb := newRedis(t, addr, proto, "s3cret")
+		if v, err := rdb.Do(ctx, "lock.acquire", "k", "o", "1000").Result(); err != nil || v != int64(1000) {
+			t.Fatalf("resp%d: %v, %v", proto, v, err)
+		}
+	}
+	// A wrong password fails the connection.
+	if err := newRedis(t, addr, 3, "nope").Ping(ctx).Err(); err == nil || !strings.HasPrefix(err.Error(), "WRONGPASS") {
+		t.Fatalf("wrong password: %v", err)
+	}
+
+	conn := newRedis(t, addr, 2, "").Conn()
+	t.Cleanup(func() { conn.Close() })
+	steps := []doCase{
+		{args: []any{"ping"}, err: errNoAuth},
+		{args: []any{"lock.acquire", "k", "o", "1000"}, err: errNoAuth},
+		{args: []any{"client", "setname", "x"}, err: errNoAuth},
+		// As in Redis, unknown commands and wrong arity are reported first.
+		{args: []any{"foo"}, err: "ERR unknown command 'foo', with args beginning with: "},
+		{args: []any{"lock.info"}, err: "ERR wrong number of arguments for 'lock.info' command"},
+		{args: []any{"hello", "3"}, err: errHelloNoAuth},
+		{args: []any{"hello", "3", "auth", "default", "wrong"}, err: errWrongPass},
+		{args: []any{"auth", "wrong"}, err: errWrongPass},
+		{args: []any{"auth", "bob", "s3cret"}, err: errWrongPass},
+		{args: []any{"auth", "s3cret", "x", "y"}, err: "ERR syntax error"},
+		{args: []any{"ping"}, err: errNoAuth},
+		{args: []any{"auth", "s3cret"}, want: "OK"},
+		{args: []any{"ping"}, want: "PONG"},
+		// A failed AUTH does not log an authenticated client out.
+		{args: []any{"auth", "wrong"}, err: errWrongPass},
+		{args: []any{"lock.acquire", "k", "o", "1000"}, want: int64(1000)},
+		{args: []any{"auth", "default", "s3cret"}, want: "OK"},
+	}
+	for _, st := range steps {
+		got, err := conn.Do(ctx, st.args...).Result()
+		checkReply(t, 2, st, got, err)
+	}
+	// QUIT works before AUTH.
+	conn2 := newRedis(t, addr, 2, "").Conn()
+	t.Cleanup(func() { conn2.Close() })
+	if v, err := conn2.Do(ctx, "quit").Result(); err != nil || v != "OK" {
+		t.Fatalf("quit: %v, %v", v, err)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	_, addr := startScripted(t, Config{Registerer: reg})
+	rdb := newRedis(t, addr, 3, "")
+	ctx := testContext(t)
+	for range 3 {
+		if err := rdb.Do(ctx, "lock.acquire", "k", "o", "1000").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acquires uint64
+	var conns float64 = -1
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "resp_command_duration_seconds":
+				if m.GetLabel()[0].GetValue() == "lock.acquire" {
+					acquires = m.GetHistogram().GetSampleCount()
+				}
+			case "resp_connections":
+				conns = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if acquires != 3 || conns != 1 {
+		t.Fatalf("lock.acquire observations %d, connections %v; want 3 and 1", acquires, conns)
+	}
+	// The same registry cannot take a second server.
+	if _, err := New(Config{Service: &fakeService{}, Registerer: reg}); err == nil {
+		t.Fatal("New registered its metrics twice")
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Service: &fakeService{}, MaxTTL: -1},
+		{Service: &fakeService{}, MaxWait: -1},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) succeeded", cfg)
+		}
+	}
+}
+
+func TestConfiguredLimits(t *testing.T) {
+	_, addr := startScripted(t, Config{MaxTTL: time.Minute, MaxWait: time.Second})
+	rdb := newRedis(t, addr, 2, "")
+	ctx := testContext(t)
+	for _, tc := range []doCase{
+		{args: []any{"lock.acquire", "k", "o", "1m"}, want: int64(60000)},
+		{args: []any{"lock.acquire", "k", "o", "61s"}, err: "ERR ttl 1m1s exceeds the maximum 1m0s"},
+		{args: []any{"lock.acquire", "k", "o", "1", "WAIT", "1001"}, err: "ERR wait 1.001s exceeds the maximum 1s"},
+	} {
+		got, err := rdb.Do(ctx, tc.args...).Result()
+		checkReply(t, 2, tc, got, err)
+	}
+}
+
+func TestCloseCancelsCommands(t *testing.T) {
+	started := make(chan struct{})
+	cancelled := make(chan error, 1)
+	svc := &fakeService{acquireFn: func(ctx context.Context, req lockapi.AcquireRequest) (lockapi.Lock, error) {
+		close(started)
+		<-ctx.Done()
+		cancelled <- ctx.Err()
+		return lockapi.Lock{}, ctx.Err()
+	}}
+	s, err := New(Config{Service: svc, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	rdb := newRedis(t, ln.Addr().String(), 2, "")
+	reply := make(chan error, 1)
+	go func() {
+		reply <- rdb.Do(context.Background(), "lock.acquire", "k", "o", "1000", "WAIT", "5m").Err()
+	}()
+	<-started
+	if s.Addr() == nil {
+		t.Fatal("Addr is nil while serving")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve returned %v", err)
+	}
+	if err := <-cancelled; !errors.Is(err, context.Canceled) {
+		t.Fatalf("command context: %v", err)
+	}
+	if err := <-reply; err == nil {
+		t.Fatal("the command succeeded after Close")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	// A closed server does not serve again.
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(ln2); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Serve after Close: %v", err)
+	}
+}
