@@ -21,7 +21,15 @@ const (
 	// OpExpire only advances cluster time; locks whose deadline has passed
 	// are removed. The leader proposes it when a lock falls due.
 	OpExpire Op = 4
+	// OpSetNode records node Key's client addresses (RESPAddr, HTTPAddr), so
+	// every node can name every member's addresses.
+	OpSetNode Op = 5
+	// OpRemoveNode forgets node Key's addresses (it left the cluster).
+	OpRemoveNode Op = 6
 )
+
+// lastOp is the highest Op this version knows.
+const lastOp = OpRemoveNode
 
 // String returns the operation's name.
 func (o Op) String() string {
@@ -34,6 +42,10 @@ func (o Op) String() string {
 		return "release"
 	case OpExpire:
 		return "expire"
+	case OpSetNode:
+		return "set-node"
+	case OpRemoveNode:
+		return "remove-node"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -60,22 +72,34 @@ type Command struct {
 	// Token, when non-zero, must match the lock's fencing token (renew,
 	// release).
 	Token uint64
+	// RESPAddr and HTTPAddr are a node's client addresses (OpSetNode; Key is
+	// the node's ID).
+	RESPAddr string
+	HTTPAddr string
 }
 
 // Encode appends the binary form of c to dst and returns it:
 //
 //	version u8 | op u8 | now varint | ttl varint | token uvarint |
 //	len(key) uvarint | key | len(owner) uvarint | owner
+//	[OpSetNode only: len(resp) uvarint | resp | len(http) uvarint | http]
 func Encode(dst []byte, c Command) []byte {
 	dst = append(dst, commandVersion, byte(c.Op))
 	dst = binary.AppendVarint(dst, int64(c.Now))
 	dst = binary.AppendVarint(dst, int64(c.TTL))
 	dst = binary.AppendUvarint(dst, c.Token)
-	dst = binary.AppendUvarint(dst, uint64(len(c.Key)))
-	dst = append(dst, c.Key...)
-	dst = binary.AppendUvarint(dst, uint64(len(c.Owner)))
-	dst = append(dst, c.Owner...)
+	dst = appendString(dst, c.Key)
+	dst = appendString(dst, c.Owner)
+	if c.Op == OpSetNode {
+		dst = appendString(dst, c.RESPAddr)
+		dst = appendString(dst, c.HTTPAddr)
+	}
 	return dst
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
 }
 
 // Decode parses a command produced by [Encode]. It rejects unknown versions
@@ -89,7 +113,7 @@ func Decode(b []byte) (Command, error) {
 		return c, fmt.Errorf("%w: version %d", ErrBadCommand, b[0])
 	}
 	c.Op = Op(b[1])
-	if c.Op < OpAcquire || c.Op > OpExpire {
+	if c.Op < OpAcquire || c.Op > lastOp {
 		return c, fmt.Errorf("%w: unknown op %d", ErrBadCommand, b[1])
 	}
 	d := decoder{b: b[2:]}
@@ -98,6 +122,10 @@ func Decode(b []byte) (Command, error) {
 	c.Token = d.uvarint()
 	c.Key = d.str()
 	c.Owner = d.str()
+	if c.Op == OpSetNode {
+		c.RESPAddr = d.str()
+		c.HTTPAddr = d.str()
+	}
 	if d.err != nil {
 		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, d.err)
 	}

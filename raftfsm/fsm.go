@@ -41,6 +41,12 @@ type Result struct {
 	Err     error
 }
 
+// NodeAddrs are a cluster member's client addresses, as it registered them.
+type NodeAddrs struct {
+	RESP string
+	HTTP string
+}
+
 // expiryItem orders locks by deadline, then key, for the expiry index.
 type expiryItem struct {
 	deadline time.Duration
@@ -63,6 +69,7 @@ type FSM struct {
 	applied uint64
 	locks   *btree.Map[string, LockState]
 	expiry  *btree.BTreeG[expiryItem]
+	nodes   map[string]NodeAddrs
 	onFree  func(key string)
 }
 
@@ -92,6 +99,7 @@ func (f *FSM) reset() {
 	f.applied = 0
 	f.locks = new(btree.Map[string, LockState])
 	f.expiry = btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true})
+	f.nodes = make(map[string]NodeAddrs)
 }
 
 // Apply applies one committed raft log entry and returns a *Result. Entries
@@ -127,6 +135,10 @@ func (f *FSM) apply(idx uint64, c Command) Result {
 		f.release(c, &r)
 	case OpExpire:
 		// Time has advanced; expireDue did the work.
+	case OpSetNode:
+		f.nodes[c.Key] = NodeAddrs{RESP: c.RESPAddr, HTTP: c.HTTPAddr}
+	case OpRemoveNode:
+		delete(f.nodes, c.Key)
 	default:
 		r.Err = fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
 	}
@@ -281,6 +293,22 @@ func (f *FSM) AppliedIndex() uint64 {
 	return f.applied
 }
 
+// copyNodes copies the node table; f.mu must be held.
+func (f *FSM) copyNodes() map[string]NodeAddrs {
+	out := make(map[string]NodeAddrs, len(f.nodes))
+	for id, a := range f.nodes {
+		out[id] = a
+	}
+	return out
+}
+
+// Nodes returns a copy of the registered client addresses of every node.
+func (f *FSM) Nodes() map[string]NodeAddrs {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.copyNodes()
+}
+
 // NextDeadline returns the earliest lock deadline, if any lock is held.
 func (f *FSM) NextDeadline() (time.Duration, bool) {
 	f.mu.RLock()
@@ -294,7 +322,7 @@ func (f *FSM) NextDeadline() (time.Duration, bool) {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy()}, nil
+	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy(), nodes: f.copyNodes()}, nil
 }
 
 // Restore replaces all state with the snapshot read from rc.
@@ -310,6 +338,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.now, f.applied = st.now, st.applied
 	for _, l := range st.locks {
 		f.put(l)
+	}
+	for _, n := range st.nodes {
+		f.nodes[n.id] = n.addrs
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package raftfsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand"
 	"testing"
 	"time"
@@ -202,6 +203,24 @@ func TestFSMBadEntriesDoNotPanic(t *testing.T) {
 		if !errors.Is(r.Err, ErrBadCommand) {
 			t.Errorf("Apply(%x) err = %v, want ErrBadCommand", data, r.Err)
 		}
+	}
+}
+
+func TestFSMNodes(t *testing.T) {
+	f := New()
+	applyCmd(t, f, 1, Command{Op: OpSetNode, Key: "n1", RESPAddr: "127.0.0.1:6379", HTTPAddr: "127.0.0.1:8001"})
+	applyCmd(t, f, 2, Command{Op: OpSetNode, Key: "n2", RESPAddr: "r2", HTTPAddr: "h2"})
+	applyCmd(t, f, 3, Command{Op: OpRemoveNode, Key: "n2"})
+	got := f.Nodes()
+	if len(got) != 1 || got["n1"].RESP != "127.0.0.1:6379" || got["n1"].HTTP != "127.0.0.1:8001" {
+		t.Fatalf("Nodes = %+v", got)
+	}
+	g := New()
+	if err := g.Restore(nopCloser{bytes.NewReader(snapshotBytes(t, f))}); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(g.Nodes()) != fmt.Sprint(got) {
+		t.Fatalf("restored nodes = %v, want %v", g.Nodes(), got)
 	}
 }
 

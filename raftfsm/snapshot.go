@@ -8,6 +8,7 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"sort"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -19,9 +20,11 @@ import (
 //	magic "DLSNAP" | version u16 | applied u64 | now i64 | count u64 |
 //	count x (len(key) uvarint | key | len(owner) uvarint | owner |
 //	         token u64 | version u64 | ttl i64 | deadline i64) |
+//	nodes u64 | nodes x (id | resp | http, each uvarint-length-prefixed) |
 //	crc32c u32 of every preceding byte
 //
-// Locks are written in key order, so equal states give equal bytes.
+// Locks are written in key order and nodes in id order, so equal states give
+// equal bytes.
 const (
 	snapshotMagic   = "DLSNAP"
 	snapshotVersion = 1
@@ -38,6 +41,7 @@ type snapshot struct {
 	now     time.Duration
 	applied uint64
 	locks   *btree.Map[string, LockState]
+	nodes   map[string]NodeAddrs
 }
 
 // Persist writes the snapshot to sink and closes it (or cancels it on error).
@@ -74,6 +78,20 @@ func (s *snapshot) write(w io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ids := make([]string, 0, len(s.nodes))
+	for id := range s.nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	buf = binary.BigEndian.AppendUint64(buf[:0], uint64(len(ids)))
+	for _, id := range ids {
+		buf = appendString(buf, id)
+		buf = appendString(buf, s.nodes[id].RESP)
+		buf = appendString(buf, s.nodes[id].HTTP)
+	}
+	if _, err := bw.Write(buf); err != nil {
+		return err
+	}
 	if err := bw.Flush(); err != nil {
 		return err
 	}
@@ -98,7 +116,16 @@ type snapshotState struct {
 	now     time.Duration
 	applied uint64
 	locks   []LockState
+	nodes   []snapshotNode
 }
+
+type snapshotNode struct {
+	id    string
+	addrs NodeAddrs
+}
+
+// maxSnapshotNodes bounds the node table read from a snapshot.
+const maxSnapshotNodes = 1 << 16
 
 // maxSnapshotString bounds key and owner lengths read from a snapshot, so a
 // damaged length cannot make Restore allocate without bound.
@@ -134,6 +161,30 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 		}
 		prev = l.Key
 		st.locks = append(st.locks, l)
+	}
+	var nb [8]byte
+	if _, err := io.ReadFull(br, nb[:]); err != nil {
+		return st, fmt.Errorf("%w: node count: %v", ErrBadSnapshot, err)
+	}
+	nodes := binary.BigEndian.Uint64(nb[:])
+	if nodes > maxSnapshotNodes {
+		return st, fmt.Errorf("%w: %d nodes", ErrBadSnapshot, nodes)
+	}
+	for i := uint64(0); i < nodes; i++ {
+		var n snapshotNode
+		var err error
+		for _, dst := range []*string{&n.id, &n.addrs.RESP, &n.addrs.HTTP} {
+			if err == nil {
+				*dst, err = readString(br)
+			}
+		}
+		if err != nil {
+			return st, fmt.Errorf("%w: node %d: %v", ErrBadSnapshot, i, err)
+		}
+		if i > 0 && n.id <= st.nodes[i-1].id {
+			return st, fmt.Errorf("%w: nodes out of order at %d", ErrBadSnapshot, i)
+		}
+		st.nodes = append(st.nodes, n)
 	}
 	sum := crc.Sum32()
 	var tail [4]byte

@@ -14,13 +14,15 @@ func TestSnapshotGolden(t *testing.T) {
 	f := New()
 	applyCmd(t, f, 5, acq(2*time.Second, "b", "o2", time.Second))
 	applyCmd(t, f, 6, acq(2*time.Second, "a", "o1", 3*time.Second))
+	applyCmd(t, f, 7, Command{Op: OpSetNode, Key: "n1", RESPAddr: "r", HTTPAddr: "h"})
 	got := hex.EncodeToString(snapshotBytes(t, f))
 	const want = "444c534e41500001" + // magic, version 1
-		"0000000000000006" + // applied
+		"0000000000000007" + // applied
 		"0000000077359400" + // now = 2s
 		"0000000000000002" + // count
 		"0161" + "026f31" + "0000000000000006" + "0000000000000001" + "00000000b2d05e00" + "000000012a05f200" +
-		"0162" + "026f32" + "0000000000000005" + "0000000000000001" + "000000003b9aca00" + "00000000b2d05e00"
+		"0162" + "026f32" + "0000000000000005" + "0000000000000001" + "000000003b9aca00" + "00000000b2d05e00" +
+		"0000000000000001" + "026e31" + "0172" + "0168" // one node: n1, r, h
 	if got[:len(want)] != want || len(got) != len(want)+8 {
 		t.Fatalf("snapshot bytes changed:\n got %s\nwant %s + crc", got, want)
 	}
@@ -57,7 +59,7 @@ func TestSnapshotDamageRefused(t *testing.T) {
 		"truncated":   good[:len(good)-3],
 		"flipped bit": flip,
 		"trailing":    append(append([]byte(nil), good...), 0),
-		"huge count":  append(append(append([]byte(nil), good[:22]...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), good[30:]...),
+		"huge count":  append(append(append([]byte(nil), good[:24]...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff), good[32:]...),
 		"bad version": append(append([]byte("DLSNAP"), 0, 9), good[8:]...),
 	}
 	for name, b := range tests {
