@@ -1,0 +1,93 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/distlock/distlock/lockapi"
+	"github.com/distlock/distlock/raftfsm"
+)
+
+// applyTimeout bounds a command's wait to enter the raft queue when its
+// context has no deadline.
+const applyTimeout = 10 * time.Second
+
+// apply stamps c with the leader's cluster time, submits it to raft and
+// returns the state machine's result. It is the only place in the code base
+// that calls raft.Apply. The returned error is a lockapi sentinel (wrapped):
+// either a refusal decided by the state machine or a failure to commit.
+func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, error) {
+	now, err := n.leaderNow(ctx)
+	if err != nil {
+		return raftfsm.Result{}, err
+	}
+	c.Now = now
+	timeout := applyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return raftfsm.Result{}, fmt.Errorf("%w before the command was submitted", lockapi.ErrTimeout)
+		}
+	}
+	start := time.Now()
+	f := n.raft.Apply(raftfsm.Encode(nil, c), timeout)
+	if err := f.Error(); err != nil {
+		return raftfsm.Result{}, raftError(err)
+	}
+	n.metrics.observeApply(start)
+	res, ok := f.Response().(*raftfsm.Result)
+	if !ok {
+		return raftfsm.Result{}, fmt.Errorf("raft apply returned %T, want *raftfsm.Result", f.Response())
+	}
+	return *res, res.Err
+}
+
+// raftError turns an error from a raft future into a lockapi sentinel that
+// says whether the outcome is known.
+func raftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader):
+		// Never dispatched: a definite failure.
+		return fmt.Errorf("%w: this node is not the leader", lockapi.ErrNoLeader)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		// Never entered the log: a definite failure.
+		return fmt.Errorf("%w: raft did not accept the command in time", lockapi.ErrTimeout)
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
+		return lockapi.ErrUnknownOutcome
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("%w (the command may have been committed)", lockapi.ErrShuttingDown)
+	}
+	return fmt.Errorf("raft: %w", err)
+}
+
+// readLinearizable runs read against the state machine and returns nil only
+// if the result may be served as linearizable:
+//
+//  1. this node leads and has committed its term's barrier (leaderNow), so
+//     every entry committed in earlier terms is applied;
+//  2. read runs; every write acknowledged on this leader is already in the
+//     state machine, since raft answers a write only after applying it;
+//  3. a heartbeat round to a majority confirms no newer leader could have
+//     acknowledged anything before the read (VerifyLeader).
+//
+// The state is read before leadership is confirmed, not after: confirming
+// first would let a leader paused between the two steps serve state that a
+// newer leader has already changed (hashicorp/raft#603).
+func (n *Node) readLinearizable(ctx context.Context, read func(now time.Duration)) error {
+	now, err := n.leaderNow(ctx)
+	if err != nil {
+		return err
+	}
+	read(now)
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("%w: leadership could not be confirmed", lockapi.ErrNoLeader)
+		}
+		return raftError(err)
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/distlock/distlock/lockapi"
+	"github.com/distlock/distlock/raftfsm"
+)
+
+// leadership is this node's view of its own leadership and, while it leads,
+// the cluster clock it stamps into commands.
+//
+// Cluster time continues from the last applied entry: when the node wins an
+// election it first commits a barrier (so every earlier entry is applied),
+// then starts its clock at the state machine's time. Entries it proposes
+// carry base + (monotonic now - monotonic start). Because the state machine
+// keeps the maximum of the times it has seen, cluster time never runs
+// backwards across leaders; a failover pauses it (locks live a little
+// longer, never shorter).
+type leadership struct {
+	mu      sync.Mutex
+	ready   bool
+	base    time.Duration
+	start   time.Duration
+	changed chan struct{} // closed and replaced on every change
+	cancel  context.CancelFunc
+}
+
+// leaderNow returns the current cluster time if this node is a leader ready
+// to serve. A leader still committing its first barrier makes the caller
+// wait (bounded by ctx); a non-leader fails at once with ErrNoLeader.
+func (n *Node) leaderNow(ctx context.Context) (time.Duration, error) {
+	for {
+		n.lead.mu.Lock()
+		if n.lead.ready {
+			now := n.lead.base + n.clock.Monotonic() - n.lead.start
+			if n.cfg.Unsafe.WallClockExpiry {
+				now = time.Duration(n.clock.Now().UnixNano()) // planted bug
+			}
+			n.lead.mu.Unlock()
+			return now, nil
+		}
+		changed := n.lead.changed
+		n.lead.mu.Unlock()
+		if n.raft.State() != raft.Leader {
+			return 0, n.noLeaderError()
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w waiting for the new leader to become ready", lockapi.ErrTimeout)
+		case <-time.After(n.cfg.ElectionTimeout):
+		}
+	}
+}
+
+// noLeaderError says who leads, if anyone, for a request this node cannot
+// serve itself.
+func (n *Node) noLeaderError() error {
+	if _, id := n.raft.LeaderWithID(); id != "" {
+		return fmt.Errorf("%w: this node is not the leader (leader is %s)", lockapi.ErrNoLeader, id)
+	}
+	return fmt.Errorf("%w: no leader elected (quorum may be lost)", lockapi.ErrNoLeader)
+}
+
+// setReady records a leadership change and wakes waiters.
+func (n *Node) setReady(ready bool, base, start time.Duration) {
+	n.lead.mu.Lock()
+	defer n.lead.mu.Unlock()
+	n.lead.ready, n.lead.base, n.lead.start = ready, base, start
+	close(n.lead.changed)
+	n.lead.changed = make(chan struct{})
+}
+
+// watchLeadership follows raft's leadership notifications until ch closes.
+func (n *Node) watchLeadership(ch <-chan bool) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.ctx.Done():
+			n.stopLeading()
+			return
+		case isLeader := <-ch:
+			n.stopLeading()
+			if isLeader {
+				ctx, cancel := context.WithCancel(n.ctx)
+				n.lead.mu.Lock()
+				n.lead.cancel = cancel
+				n.lead.mu.Unlock()
+				n.wg.Add(1)
+				go n.leadTerm(ctx)
+			}
+		}
+	}
+}
+
+func (n *Node) stopLeading() {
+	n.lead.mu.Lock()
+	cancel := n.lead.cancel
+	n.lead.cancel = nil
+	n.lead.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	n.setReady(false, 0, 0)
+}
+
+// leadTerm runs while this node leads: it commits a barrier, starts the
+// cluster clock, then proposes expiry entries whenever a lock falls due.
+func (n *Node) leadTerm(ctx context.Context) {
+	defer n.wg.Done()
+	for {
+		err := n.raft.Barrier(n.cfg.ElectionTimeout * 10).Error()
+		if err == nil {
+			break
+		}
+		n.log.Warn("leader barrier failed", "err", err)
+		if ctx.Err() != nil || n.raft.State() != raft.Leader {
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	base := n.fsm.Now()
+	n.setReady(true, base, n.clock.Monotonic())
+	n.log.Info("leading", "term", n.raft.CurrentTerm(), "cluster_time", base, "applied_index", n.fsm.AppliedIndex())
+	n.expireLoop(ctx)
+}
+
+// maxExpiryCheck bounds how long the expiry loop sleeps, so a lock granted
+// with a nearer deadline than the one it waits for is noticed promptly.
+const maxExpiryCheck = 10 * time.Millisecond
+
+// expireLoop proposes an expire entry whenever the earliest lock deadline
+// has passed in cluster time. It proposes nothing while nothing is due.
+func (n *Node) expireLoop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		wait := maxExpiryCheck
+		if next, ok := n.fsm.NextDeadline(); ok {
+			now, err := n.leaderNow(ctx)
+			if err != nil {
+				return
+			}
+			if next <= now {
+				actx, cancel := context.WithTimeout(ctx, applyTimeout)
+				_, err := n.apply(actx, raftfsm.Command{Op: raftfsm.OpExpire})
+				cancel()
+				if err != nil && !errors.Is(err, context.Canceled) {
+					n.log.Debug("expire entry failed", "err", err)
+					wait = n.cfg.ElectionTimeout
+				} else {
+					wait = 0
+				}
+			} else {
+				wait = min(wait, next-now)
+			}
+		}
+		timer.Reset(wait)
+	}
+}

@@ -1,0 +1,161 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/distlock/distlock/lockapi"
+	"github.com/distlock/distlock/raftfsm"
+)
+
+// membershipTimeout bounds one membership change.
+const membershipTimeout = 30 * time.Second
+
+// Join adds a voter to the cluster (CLUSTER.JOIN). It is served by the
+// leader; a follower forwards it. Adding a member that is already a voter at
+// the same address succeeds.
+func (n *Node) Join(ctx context.Context, id, raftAddr string) error {
+	if id == "" || raftAddr == "" {
+		return lockapi.Invalidf("join needs a node id and its raft address")
+	}
+	return n.serveMembership(ctx, fwdRequest{Op: "join", NodeID: id, Addr: raftAddr}, func() error { return n.localJoin(ctx, id, raftAddr) })
+}
+
+// Leave removes a voter from the cluster (CLUSTER.LEAVE). Removing a member
+// that is not in the configuration succeeds.
+func (n *Node) Leave(ctx context.Context, id string) error {
+	if id == "" {
+		return lockapi.Invalidf("leave needs a node id")
+	}
+	return n.serveMembership(ctx, fwdRequest{Op: "leave", NodeID: id}, func() error { return n.localLeave(ctx, id) })
+}
+
+func (n *Node) serveMembership(ctx context.Context, req fwdRequest, local func() error) error {
+	addr, isLocal, err := n.route(ctx)
+	if err != nil {
+		return err
+	}
+	if isLocal {
+		return local()
+	}
+	_, err = n.forward(ctx, addr, req)
+	return err
+}
+
+func (n *Node) localJoin(ctx context.Context, id, raftAddr string) error {
+	if _, err := n.leaderNow(ctx); err != nil {
+		return err
+	}
+	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, membershipTimeout).Error(); err != nil {
+		return fmt.Errorf("add voter %s at %s: %w", id, raftAddr, raftError(err))
+	}
+	n.log.Info("voter added", "id", id, "raft", raftAddr)
+	return nil
+}
+
+func (n *Node) localLeave(ctx context.Context, id string) error {
+	if _, err := n.leaderNow(ctx); err != nil {
+		return err
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(id), 0, membershipTimeout).Error(); err != nil {
+		return fmt.Errorf("remove voter %s: %w", id, raftError(err))
+	}
+	n.log.Info("voter removed", "id", id)
+	if id == n.cfg.ID {
+		return nil // no longer a member: it cannot commit the address removal
+	}
+	_, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpRemoveNode, Key: id})
+	return err
+}
+
+// localRegister records a node's client addresses in the replicated node
+// table.
+func (n *Node) localRegister(ctx context.Context, id, respAddr, httpAddr string) error {
+	if id == "" {
+		return lockapi.Invalidf("register needs a node id")
+	}
+	_, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpSetNode, Key: id, RESPAddr: respAddr, HTTPAddr: httpAddr})
+	return err
+}
+
+// registerLoop keeps this node's client addresses in the node table, so any
+// node can name them; it registers whenever the table disagrees (first
+// start, changed ports, a member re-added).
+func (n *Node) registerLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ElectionTimeout * 2)
+	defer t.Stop()
+	want := raftfsm.NodeAddrs{RESP: n.respAddr, HTTP: n.httpAddr}
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if got, ok := n.fsm.Nodes()[n.cfg.ID]; ok && got == want {
+			continue
+		}
+		if !n.isMember() || !n.caughtUp() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
+		err := n.serveMembership(ctx, fwdRequest{Op: "register", NodeID: n.cfg.ID, RESPAddr: want.RESP, HTTPAddr: want.HTTP},
+			func() error { return n.localRegister(ctx, n.cfg.ID, want.RESP, want.HTTP) })
+		cancel()
+		if err != nil && !errors.Is(err, lockapi.ErrShuttingDown) {
+			n.log.Debug("registering client addresses", "err", err)
+		}
+	}
+}
+
+// caughtUp reports whether this node's state machine has (very likely)
+// applied everything committed: a ready leader has by its barrier; a
+// follower has been handed every entry up to the commit index it knows.
+// It only avoids registering needlessly while a restarted node replays its
+// log; a duplicate registration would be harmless.
+func (n *Node) caughtUp() bool {
+	if n.isLeader() {
+		return n.IsLeader()
+	}
+	_, id := n.raft.LeaderWithID()
+	return id != "" && n.raft.AppliedIndex() >= n.raft.CommitIndex() && n.raft.CommitIndex() > 0
+}
+
+// isMember reports whether this node is in the raft configuration.
+func (n *Node) isMember() bool {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return false
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(n.cfg.ID) {
+			return true
+		}
+	}
+	return false
+}
+
+// joinLoop asks the cluster at cfg.Join to add this node, until it is a
+// member.
+func (n *Node) joinLoop() {
+	defer n.wg.Done()
+	for attempt := 0; !n.isMember(); attempt++ {
+		ctx, cancel := context.WithTimeout(n.ctx, membershipTimeout)
+		_, err := n.forward(ctx, n.cfg.Join, fwdRequest{Op: "join", NodeID: n.cfg.ID, Addr: n.RaftAddr()})
+		cancel()
+		if err == nil {
+			n.log.Info("joined the cluster", "via", n.cfg.Join)
+			return
+		}
+		n.log.Warn("join failed, retrying", "via", n.cfg.Join, "err", err)
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(min(time.Second<<min(attempt, 4), 10*time.Second)):
+		}
+	}
+}

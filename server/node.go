@@ -1,0 +1,255 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/distlock/distlock/raftfsm"
+	"github.com/distlock/distlock/walstore"
+)
+
+// snapshotsRetained is how many snapshots the file snapshot store keeps.
+const snapshotsRetained = 2
+
+// Node is one member of the lock cluster. It implements lockapi.Service.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	clock Clock
+
+	fsm     *raftfsm.FSM
+	store   *walstore.Store
+	trans   *raft.NetworkTransport
+	raft    *raft.Raft
+	metrics *metrics
+	obs     *raft.Observer
+	obsCh   chan raft.Observation
+
+	lead     leadership
+	waits    waitQueues
+	fwd      forwarder
+	fwdConns sync.WaitGroup
+
+	front    frontEnds
+	respAddr string
+	httpAddr string
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start opens the node's stores under cfg.DataDir/cfg.ID, starts raft
+// (bootstrapping a new cluster from cfg.Peers when the node has no state)
+// and the RESP and HTTP listeners. Close stops it.
+func Start(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), clock: cfg.Clock, fsm: raftfsm.New()}
+	n.lead.changed = make(chan struct{})
+	n.fwd.dialMap = cfg.Unsafe.DialMap
+	n.fsm.OnFree(n.waits.freed)
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := n.startRaft(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.front.start(n); err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.wg.Add(1)
+	go n.registerLoop()
+	n.log.Info("node started", "raft", n.trans.LocalAddr(), "resp", n.respAddr, "http", n.httpAddr,
+		"data_dir", n.dir(), "peers", len(cfg.Peers))
+	return n, nil
+}
+
+// dir is the node's own directory under the data dir.
+func (n *Node) dir() string { return filepath.Join(n.cfg.DataDir, n.cfg.ID) }
+
+func (n *Node) startRaft() error {
+	if err := os.MkdirAll(n.dir(), 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	store, err := walstore.Open(filepath.Join(n.dir(), "raft"), &walstore.Options{Logger: n.log})
+	if err != nil {
+		return fmt.Errorf("open raft log: %w", err)
+	}
+	n.store = store
+	hlog := newRaftLogger(n.log)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.dir(), snapshotsRetained, hlog)
+	if err != nil {
+		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	stream, err := newStreamLayer(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.Unsafe.DialMap, n.serveForward)
+	if err != nil {
+		return err
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+	})
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.cfg.ID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = n.cfg.ElectionTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.ElectionTimeout
+	rc.CommitTimeout = n.cfg.HeartbeatInterval
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.SnapshotInterval = min(n.cfg.SnapshotInterval, 10*time.Second)
+	rc.TrailingLogs = n.cfg.TrailingLogs
+	notify := make(chan bool, 16)
+	rc.NotifyCh = notify
+
+	bootstrap := false
+	if has, err := raft.HasExistingState(store, store, snaps); err != nil {
+		return fmt.Errorf("inspect raft state: %w", err)
+	} else if !has && n.cfg.Join == "" {
+		bootstrap = true
+	}
+	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	n.metrics = newMetrics(n.cfg.Registry, n)
+	n.obsCh = make(chan raft.Observation, 64)
+	n.obs = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.RaftState)
+		return ok
+	})
+	r.RegisterObserver(n.obs)
+	go n.metrics.countElections(n.obsCh)
+
+	if bootstrap {
+		servers := []raft.Server{{ID: rc.LocalID, Address: n.trans.LocalAddr(), Suffrage: raft.Voter}}
+		for _, p := range n.cfg.Peers {
+			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
+		}
+		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			return fmt.Errorf("bootstrap cluster: %w", err)
+		}
+		n.log.Info("bootstrapped a new cluster", "voters", len(servers))
+	}
+	n.wg.Add(2)
+	go n.watchLeadership(notify)
+	go n.snapshotLoop()
+	if !bootstrap && n.cfg.Join != "" {
+		n.wg.Add(1)
+		go n.joinLoop()
+	}
+	return nil
+}
+
+// snapshotLoop takes a snapshot every SnapshotInterval when anything was
+// applied since the last one (raft itself snapshots on SnapshotThreshold).
+func (n *Node) snapshotLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.SnapshotInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+			if err := n.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+				n.log.Warn("periodic snapshot failed", "err", err)
+			}
+		}
+	}
+}
+
+// Close stops the listeners, raft and the stores, in that order. It is safe
+// to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		n.cancel()
+		errs = append(errs, n.front.close())
+		if n.raft != nil {
+			n.waits.wakeAll()
+			errs = append(errs, n.raft.Shutdown().Error())
+			n.raft.DeregisterObserver(n.obs)
+			close(n.obsCh)
+		}
+		if n.trans != nil {
+			errs = append(errs, n.trans.Close())
+		}
+		n.fwd.close()
+		n.wg.Wait()
+		n.fwdConns.Wait()
+		if n.store != nil {
+			errs = append(errs, n.store.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+		n.log.Info("node stopped")
+	})
+	return n.closeErr
+}
+
+// RaftAddr returns the raft address this node advertises.
+func (n *Node) RaftAddr() string { return string(n.trans.LocalAddr()) }
+
+// RESPAddr returns the RESP listener's address ("" when disabled).
+func (n *Node) RESPAddr() string { return n.respAddr }
+
+// HTTPAddr returns the HTTP listener's address ("" when disabled).
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
+// IsLeader reports whether this node is the leader and ready to serve.
+func (n *Node) IsLeader() bool {
+	n.lead.mu.Lock()
+	defer n.lead.mu.Unlock()
+	return n.lead.ready
+}
+
+// newRaftLogger routes raft's hclog output into slog.
+func newRaftLogger(l *slog.Logger) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:   "raft",
+		Level:  hclog.Info,
+		Output: &slogWriter{l: l.With("component", "raft")},
+	})
+}
+
+// slogWriter turns hclog's formatted lines into slog records, keeping the
+// level hclog wrote.
+type slogWriter struct{ l *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelInfo
+	switch {
+	case strings.Contains(line, "[ERROR]"):
+		level = slog.LevelError
+	case strings.Contains(line, "[WARN]"):
+		level = slog.LevelWarn
+	case strings.Contains(line, "[DEBUG]"), strings.Contains(line, "[TRACE]"):
+		level = slog.LevelDebug
+	}
+	if i := strings.Index(line, "] "); i >= 0 {
+		line = strings.TrimSpace(line[i+2:])
+	}
+	line = strings.TrimPrefix(line, "raft: ")
+	w.l.Log(context.Background(), level, line)
+	return len(p), nil
+}
+
+var _ io.Writer = (*slogWriter)(nil)
