@@ -112,6 +112,8 @@ func New(cfg Config) (*API, error) {
 		{pattern: "GET /locks", handle: a.list},
 		{pattern: "GET /locks/{key...}", handle: a.info},
 		{pattern: "GET /cluster/info", handle: a.clusterInfo},
+		{pattern: "POST /cluster/join", handle: a.join},
+		{pattern: "POST /cluster/leave", handle: a.leave},
 		{pattern: "GET /health", public: true, handle: a.live},
 		{pattern: "GET /healthz", public: true, handle: a.live},
 		{pattern: "GET /health/ready", handle: a.ready},

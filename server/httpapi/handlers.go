@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -137,6 +138,60 @@ func (a *API) clusterInfo(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, toClusterJSON(ci))
+	return nil
+}
+
+// Membership is the optional part of the service that changes the cluster's
+// voters. The node implements it; without it the membership routes answer
+// 501.
+type Membership interface {
+	// Join adds a voter with the given id and raft address.
+	Join(ctx context.Context, id, raftAddr string) error
+	// Leave removes the voter with the given id.
+	Leave(ctx context.Context, id string) error
+}
+
+// POST /cluster/join {"id":"node4","address":"host:9004"}
+// Adds a voter; it catches up from the leader (by snapshot when needed).
+func (a *API) join(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		ID      string `json:"id"`
+		Address string `json:"address"`
+	}
+	if err := decodeBody(w, r, &body); err != nil {
+		return err
+	}
+	if body.ID == "" || body.Address == "" {
+		return lockapi.Invalidf("join needs \"id\" and \"address\" (the new node's raft address)")
+	}
+	return a.membership(w, func(m Membership) error { return m.Join(r.Context(), body.ID, body.Address) })
+}
+
+// POST /cluster/leave {"id":"node4"}
+// Removes a voter.
+func (a *API) leave(w http.ResponseWriter, r *http.Request) error {
+	var body struct {
+		ID string `json:"id"`
+	}
+	if err := decodeBody(w, r, &body); err != nil {
+		return err
+	}
+	if body.ID == "" {
+		return lockapi.Invalidf("leave needs \"id\"")
+	}
+	return a.membership(w, func(m Membership) error { return m.Leave(r.Context(), body.ID) })
+}
+
+func (a *API) membership(w http.ResponseWriter, do func(Membership) error) error {
+	m, ok := a.cfg.Service.(Membership)
+	if !ok {
+		writeJSON(w, http.StatusNotImplemented, failureBody{Success: false, Error: "membership changes are not supported by this service"})
+		return nil
+	}
+	if err := do(m); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, okReply{Success: true})
 	return nil
 }
 

@@ -1,0 +1,46 @@
+package tests
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestJoinAndLeave adds a fourth node to a running cluster with --join (it
+// catches up by snapshot, since the leader has compacted its log), checks
+// its own state converges with the leader's, then removes it over HTTP.
+func TestJoinAndLeave(t *testing.T) {
+	c := newCluster(t, 3, "--snapshot-threshold", "16", "--trailing-logs", "4", "--snapshot-interval", "100ms")
+	ctx := ctxFor(t)
+	lead := c.leader()
+	rdb := lead.redis(2)
+	for i := 0; i < 60; i++ {
+		if err := rdb.Do(ctx, "LOCK.ACQUIRE", fmt.Sprint("k", i%12), fmt.Sprint("o", i), "1h").Err(); err != nil && err.Error() != "redis: nil" {
+			t.Fatal(err)
+		}
+	}
+	n4 := newProc(t, "node4", "--join", fmt.Sprintf("localhost:%d", c.procs[0].raftPort))
+	n4.start()
+	poll(t, 20*time.Second, "node4 in the configuration with 4 voters", func() bool {
+		code, m := httpJSONQuiet(lead.url("/cluster/info"))
+		nodes, _ := m["nodes"].([]any)
+		return code == 200 && len(nodes) == 4 && m["quorum_size"] == 3.0
+	})
+	poll(t, 20*time.Second, "node4's state to match the leader's", func() bool {
+		_, a := httpJSONQuiet(lead.url("/debug/state"))
+		_, b := httpJSONQuiet(n4.url("/debug/state"))
+		return a != nil && b != nil && a["state_sha256"] == b["state_sha256"] && a["applied_index"] == b["applied_index"]
+	})
+	info := infoMap(t, n4.redis(2).Do(ctx, "LOCK.INFO", "k3"))
+	if info["owner"] != "o3" {
+		t.Fatalf("LOCK.INFO via node4 = %v", info)
+	}
+	if code, m := httpJSON(t, "POST", c.procs[1].url("/cluster/leave"), `{"id":"node4"}`); code != 200 || m["success"] != true {
+		t.Fatalf("leave: %d %v", code, m)
+	}
+	poll(t, 10*time.Second, "3 voters again", func() bool {
+		code, m := httpJSONQuiet(lead.url("/cluster/info"))
+		nodes, _ := m["nodes"].([]any)
+		return code == 200 && len(nodes) == 3 && m["quorum_size"] == 2.0
+	})
+}
