@@ -222,4 +222,3 @@ func metricValue(p *proc, name string) float64 {
 	}
 	return -1
 }
-
