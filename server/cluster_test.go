@@ -291,3 +291,33 @@ func TestClusterWaitThroughFollower(t *testing.T) {
 		t.Fatalf("waiter through a follower: %+v, %v", got, err)
 	}
 }
+
+// TestClusterWaiterLearnsOfLeaderLoss: a caller queued on a leader that
+// loses leadership is told at once, not after its whole WAIT.
+func TestClusterWaiterLearnsOfLeaderLoss(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	ctx := ctxT(t)
+	lead := c.leader()
+	if _, err := c.nodes[lead].Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := c.nodes[lead].Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "b", TTL: time.Second, Wait: 30 * time.Second})
+		done <- err
+	}()
+	waitFor(t, 2*time.Second, "the waiter to queue", func() bool { return c.nodes[lead].waits.count("k") == 1 })
+	if err := c.nodes[lead].raft.LeadershipTransfer().Error(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || errors.Is(err, lockapi.ErrHeld) {
+			t.Fatalf("waiter on a deposed leader got %v, want a no-leader error", err)
+		}
+		t.Logf("waiter told %q after %s", err, time.Since(start).Round(time.Millisecond))
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiter slept through the leadership change")
+	}
+}

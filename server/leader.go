@@ -109,6 +109,9 @@ func (n *Node) stopLeading() {
 		cancel()
 	}
 	n.setReady(false, 0, 0)
+	// Waiters queued here retry at once and learn there is no leader
+	// here any more, instead of sleeping out their WAIT.
+	n.waits.wakeAll()
 }
 
 // leadTerm runs while this node leads: it commits a barrier, starts the

@@ -114,7 +114,7 @@ func (n *Node) waitAndAcquire(ctx context.Context, cmd raftfsm.Command, wait tim
 			return raftfsm.Result{}, lockapi.ErrHeld
 		case <-w.wake:
 		}
-		if !n.waits.isHead(cmd.Key, w) {
+		if !n.waits.isHead(cmd.Key, w) && n.isLeader() {
 			continue
 		}
 		res, err := n.apply(ctx, cmd)
