@@ -1,0 +1,116 @@
+// Command benchtool is run.sh's helper:
+//
+//	benchtool ports N                     print N free loopback TCP ports
+//	benchtool scrape [NAME=]URL...        print watched /metrics series as JSON, keyed by NAME
+//	benchtool report -dir D -out FILE     render D's results as markdown
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/distlock/distlock/tests/bench/internal/promtext"
+	"github.com/distlock/distlock/tests/bench/internal/report"
+)
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func usage() int {
+	fmt.Fprintln(os.Stderr, "usage: benchtool ports N | scrape [NAME=]URL... | report -dir D -out FILE")
+	return 2
+}
+
+func run(args []string) int {
+	if len(args) < 1 {
+		return usage()
+	}
+	switch args[0] {
+	case "ports":
+		if len(args) != 2 {
+			return usage()
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 || n > 100 {
+			return usage()
+		}
+		ports, err := freePorts(n)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtool:", err)
+			return 1
+		}
+		for i, p := range ports {
+			if i > 0 {
+				fmt.Print(" ")
+			}
+			fmt.Print(p)
+		}
+		fmt.Println()
+		return 0
+	case "scrape":
+		out := map[string]map[string]float64{}
+		for _, arg := range args[1:] {
+			name, u, ok := strings.Cut(arg, "=")
+			if !ok {
+				name, u = arg, arg
+			}
+			m, err := promtext.Scrape(context.Background(), u, promtext.Watched)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "benchtool:", err)
+				continue
+			}
+			out[name] = m
+		}
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return 1
+		}
+		return 0
+	case "report":
+		fs := flag.NewFlagSet("report", flag.ContinueOnError)
+		dir := fs.String("dir", "", "results directory (runs/*.json, ping.tsv, metrics-before.json, metrics-after.json, meta.txt)")
+		out := fs.String("out", "RESULTS.md", "markdown file to write")
+		if err := fs.Parse(args[1:]); err != nil || *dir == "" {
+			return usage()
+		}
+		md, err := report.Render(*dir)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtool:", err)
+			return 1
+		}
+		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "benchtool:", err)
+			return 1
+		}
+		return 0
+	}
+	return usage()
+}
+
+// freePorts holds n listeners open at once so that the ports differ, then
+// closes them. Another process could take one before it is used; run.sh
+// checks that each server came up.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}

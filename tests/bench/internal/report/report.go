@@ -1,0 +1,441 @@
+// Package report renders a run.sh results directory as markdown:
+//
+//	runs/*.json           lockbench -json outputs (one per run)
+//	ping.tsv              label<TAB>test<TAB>requests/s  (redis-benchmark -t ping)
+//	metrics-before.json   benchtool scrape of every node before the matrix
+//	metrics-after.json    ... and after it
+//	meta.txt              "key: value" lines about the machine and the matrix
+package report
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/distlock/distlock/tests/bench/internal/runner"
+)
+
+// Ping is one redis-benchmark result.
+type Ping struct {
+	Label string
+	Test  string
+	RPS   float64
+}
+
+// Data is a loaded results directory.
+type Data struct {
+	Runs   []runner.Result
+	Pings  []Ping
+	Before map[string]map[string]float64
+	After  map[string]map[string]float64
+	Meta   [][2]string
+}
+
+// Load reads dir.
+func Load(dir string) (*Data, error) {
+	d := &Data{}
+	files, err := filepath.Glob(filepath.Join(dir, "runs", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var r runner.Result
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if r.Label == "" {
+			r.Label = r.System
+		}
+		d.Runs = append(d.Runs, r)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "ping.tsv")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Split(line, "\t")
+			if len(f) < 3 {
+				continue
+			}
+			v, err := strconv.ParseFloat(strings.TrimSpace(f[2]), 64)
+			if err != nil {
+				continue
+			}
+			d.Pings = append(d.Pings, Ping{Label: f[0], Test: f[1], RPS: v})
+		}
+	}
+	for name, dst := range map[string]*map[string]map[string]float64{"metrics-before.json": &d.Before, "metrics-after.json": &d.After} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			if err := json.Unmarshal(b, dst); err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+	if f, err := os.Open(filepath.Join(dir, "meta.txt")); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			if ok {
+				d.Meta = append(d.Meta, [2]string{strings.TrimSpace(k), strings.TrimSpace(v)})
+			}
+		}
+		f.Close()
+	}
+	return d, nil
+}
+
+// Render loads dir and renders it.
+func Render(dir string) (string, error) {
+	d, err := Load(dir)
+	if err != nil {
+		return "", err
+	}
+	return d.Markdown(), nil
+}
+
+var modeOrder = map[string]int{"uncontended": 0, "hot": 1, "wait": 2}
+
+func labelRank(l string) int {
+	for i, p := range []string{"native", "setnx", "redsync", "redis", "etcd"} {
+		if strings.HasPrefix(l, p) {
+			return i
+		}
+	}
+	return 99
+}
+
+// Find returns the run of label, mode and clients.
+func (d *Data) Find(label, mode string, clients int) *runner.Result {
+	for i := range d.Runs {
+		r := &d.Runs[i]
+		if r.Label == label && r.Mode == mode && r.Clients == clients && r.Error == "" {
+			return r
+		}
+	}
+	return nil
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
+}
+
+func dur(usv float64) string {
+	switch {
+	case usv >= 1e6:
+		return fmt.Sprintf("%.2f s", usv/1e6)
+	case usv >= 1e3:
+		return fmt.Sprintf("%.2f ms", usv/1e3)
+	}
+	return fmt.Sprintf("%.0f µs", usv)
+}
+
+type target struct {
+	name     string
+	measured string
+	ratio    float64
+	goal     float64
+	ok       bool
+	missing  string
+}
+
+func (d *Data) ratio(name string, goal float64, label, mode string, clients int, baseLabel string, baseClients int, metric func(*runner.Result) float64, unit string) target {
+	t := target{name: name, goal: goal}
+	a, b := d.Find(label, mode, clients), d.Find(baseLabel, mode, baseClients)
+	switch {
+	case a == nil:
+		t.missing = fmt.Sprintf("no %s %s run at %d clients", label, mode, clients)
+	case b == nil:
+		t.missing = fmt.Sprintf("no %s %s run at %d clients", baseLabel, mode, baseClients)
+	case metric(b) <= 0:
+		t.missing = fmt.Sprintf("%s measured 0 %s", baseLabel, unit)
+	default:
+		t.ratio = metric(a) / metric(b)
+		t.ok = t.ratio >= goal
+		t.measured = fmt.Sprintf("%s vs %s %s", num(metric(a)), num(metric(b)), unit)
+	}
+	return t
+}
+
+func (d *Data) pingRatio() target {
+	t := target{name: "`redis-benchmark -t ping`: node vs redis-server", goal: 0.7}
+	by := map[string]map[string]float64{}
+	for _, p := range d.Pings {
+		if by[p.Test] == nil {
+			by[p.Test] = map[string]float64{}
+		}
+		by[p.Test][p.Label] = p.RPS
+	}
+	var parts []string
+	first := true
+	tests := make([]string, 0, len(by))
+	for k := range by {
+		tests = append(tests, k)
+	}
+	sort.Strings(tests)
+	for _, test := range tests {
+		m := by[test]
+		node, redis := m["node"], m["redis"]
+		if node <= 0 || redis <= 0 {
+			continue
+		}
+		r := node / redis
+		parts = append(parts, fmt.Sprintf("%s %s vs %s req/s", test, num(node), num(redis)))
+		if first || r < t.ratio {
+			t.ratio = r
+		}
+		first = false
+	}
+	if first {
+		t.missing = "no ping results for both node and redis"
+		return t
+	}
+	t.ok = t.ratio >= t.goal
+	t.measured = strings.Join(parts, "; ")
+	return t
+}
+
+// Elections sums raft_election_count deltas over the nodes of the whole
+// matrix (before/after files) and the largest raft_term change. ok is false
+// when the files are missing.
+func (d *Data) Elections() (elections, termDelta float64, ok bool) {
+	if d.Before == nil || d.After == nil {
+		return 0, 0, false
+	}
+	for u, b := range d.Before {
+		a, found := d.After[u]
+		if !found {
+			continue
+		}
+		if _, isNode := b["raft_election_count"]; isNode {
+			ok = true
+			elections += a["raft_election_count"] - b["raft_election_count"]
+			if td := a["raft_term"] - b["raft_term"]; td > termDelta {
+				termDelta = td
+			}
+		}
+	}
+	return elections, termDelta, ok
+}
+
+// Markdown renders the report.
+func (d *Data) Markdown() string {
+	var sb strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&sb, format, a...) }
+	w("# Lock benchmark results\n\n")
+	w("Written by `tests/bench/run.sh`. Every system runs on this one machine on loopback, so the clients and all servers share its cores: compare systems within this file, not with other machines.\n\n")
+	if len(d.Meta) > 0 {
+		w("## Machine and matrix\n\n")
+		for _, kv := range d.Meta {
+			w("- **%s**: %s\n", kv[0], kv[1])
+		}
+		w("\n")
+	}
+
+	cycles := func(r *runner.Result) float64 { return r.CyclesPerS }
+	handovers := func(r *runner.Result) float64 { return r.HandoversPerS }
+	ts := []target{
+		d.ratio("uncontended, 64 clients: native cycles/s vs etcd Mutex", 6, "native", "uncontended", 64, "etcd", 64, cycles, "cycles/s"),
+		d.ratio("uncontended, 256 clients: native cycles/s vs Redis appendfsync always (SET NX PX + script)", 0.5, "native", "uncontended", 256, "redis-aof", 256, cycles, "cycles/s"),
+		d.ratio("uncontended, 1 client: native cycles/s vs etcd Mutex", 4, "native", "uncontended", 1, "etcd", 1, cycles, "cycles/s"),
+		d.ratio("hot key with WAIT, 64 waiters: native handovers/s vs etcd blocking Lock", 10, "native", "wait", 64, "etcd", 64, handovers, "handovers/s"),
+		d.pingRatio(),
+	}
+	w("## Targets (issue #7)\n\n")
+	w("| target | measured | ratio | goal | verdict |\n|---|---|---|---|---|\n")
+	for _, t := range ts {
+		if t.missing != "" {
+			w("| %s | %s | | ≥ %gx | n/a |\n", t.name, t.missing, t.goal)
+			continue
+		}
+		v := "FAIL"
+		if t.ok {
+			v = "pass"
+		}
+		w("| %s | %s | %.2fx | ≥ %gx | %s |\n", t.name, t.measured, t.ratio, t.goal, v)
+	}
+	if r := d.Find("native", "uncontended", 1); r != nil {
+		w("| uncontended, 1 client: native acquire latency | p50 %s, p99 %s, p999 %s | | measured | - |\n", dur(r.Acquire.P50Us), dur(r.Acquire.P99Us), dur(r.Acquire.P999Us))
+	}
+	if el, td, ok := d.Elections(); ok {
+		v := "pass"
+		if el != 0 || td != 0 {
+			v = "FAIL"
+		}
+		w("| elections on this server's nodes over the whole run | %.0f elections, raft_term +%.0f | | 0 | %s |\n", el, td, v)
+	} else {
+		w("| elections on this server's nodes over the whole run | metrics not read | | 0 | n/a |\n")
+	}
+	var viol uint64
+	checked := 0
+	for _, r := range d.Runs {
+		if r.FencingActive && r.Error == "" {
+			viol += r.Fencing.Violations
+			checked++
+		}
+	}
+	v := "pass"
+	if viol > 0 {
+		v = "FAIL"
+	}
+	w("| fencing tokens only grow (native, etcd: create revision) | %d violations over %d runs | | 0 | %s |\n\n", viol, checked, v)
+
+	runs := append([]runner.Result(nil), d.Runs...)
+	sort.SliceStable(runs, func(i, j int) bool {
+		a, b := runs[i], runs[j]
+		if modeOrder[a.Mode] != modeOrder[b.Mode] {
+			return modeOrder[a.Mode] < modeOrder[b.Mode]
+		}
+		if labelRank(a.Label) != labelRank(b.Label) {
+			return labelRank(a.Label) < labelRank(b.Label)
+		}
+		if a.Label != b.Label {
+			return a.Label < b.Label
+		}
+		return a.Clients < b.Clients
+	})
+	titles := map[string]string{
+		"uncontended": "Uncontended (a key per client)",
+		"hot":         "One hot key, try-acquire (a refusal is retried at once)",
+		"wait":        "One hot key, waiting acquire (native WAIT, etcd Lock; setnx, redis and redsync poll)",
+	}
+	for _, mode := range runner.Modes {
+		var rows []runner.Result
+		for _, r := range runs {
+			if r.Mode == mode {
+				rows = append(rows, r)
+			}
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		w("## %s\n\n", titles[mode])
+		w("| system | clients | cycles/s | attempts/s | handovers/s | acquire p50 / p99 / p999 | release p50 / p99 / p999 | errors | fencing | elections |\n")
+		w("|---|---:|---:|---:|---:|---|---|---:|---|---:|\n")
+		// A system that failed every run of the mode with one error gets one row.
+		failedAll := map[string]string{}
+		for _, r := range rows {
+			e, seen := failedAll[r.Label]
+			switch {
+			case r.Error == "":
+				failedAll[r.Label] = "\x00"
+			case !seen:
+				failedAll[r.Label] = shortErr(r.Error)
+			case e != shortErr(r.Error):
+				failedAll[r.Label] = "\x00"
+			}
+		}
+		shown := map[string]bool{}
+		for _, r := range rows {
+			if e := failedAll[r.Label]; e != "\x00" {
+				if !shown[r.Label] {
+					shown[r.Label] = true
+					w("| %s | all | not run: %s | | | | | | | |\n", r.Label, mdEscape(e))
+				}
+				continue
+			}
+			if r.Error != "" {
+				w("| %s | %d | not run: %s | | | | | | | |\n", r.Label, r.Clients, mdEscape(shortErr(r.Error)))
+				continue
+			}
+			fen := "no tokens"
+			if r.FencingActive {
+				fen = fmt.Sprintf("%d violations / %d", r.Fencing.Violations, r.Fencing.Checked)
+			}
+			el := "-"
+			if r.Elections >= 0 {
+				el = fmt.Sprintf("%.0f", r.Elections)
+			}
+			w("| %s | %d | %s | %s | %s | %s / %s / %s | %s / %s / %s | %d | %s | %s |\n",
+				r.Label, r.Clients, num(r.CyclesPerS), num(r.AttemptsPerS), num(r.HandoversPerS),
+				dur(r.Acquire.P50Us), dur(r.Acquire.P99Us), dur(r.Acquire.P999Us),
+				dur(r.Release.P50Us), dur(r.Release.P99Us), dur(r.Release.P999Us),
+				r.ErrorsTotal, fen, el)
+		}
+		w("\n")
+	}
+
+	if len(d.Pings) > 0 {
+		w("## redis-benchmark -t ping\n\n| target | test | requests/s |\n|---|---|---:|\n")
+		for _, p := range d.Pings {
+			w("| %s | %s | %s |\n", p.Label, p.Test, num(p.RPS))
+		}
+		w("\n")
+	}
+
+	if d.Before != nil && d.After != nil {
+		w("## Raft metrics before and after the whole run\n\n| node | raft_election_count | raft_term | etcd leader changes |\n|---|---|---|---|\n")
+		urls := make([]string, 0, len(d.Before))
+		for u := range d.Before {
+			urls = append(urls, u)
+		}
+		sort.Strings(urls)
+		for _, u := range urls {
+			b, a := d.Before[u], d.After[u]
+			cell := func(n string) string {
+				bv, okb := b[n]
+				av, oka := a[n]
+				if !okb && !oka {
+					return "-"
+				}
+				return fmt.Sprintf("%.0f → %.0f", bv, av)
+			}
+			w("| %s | %s | %s | %s |\n", u, cell("raft_election_count"), cell("raft_term"), cell("etcd_server_leader_changes_seen_total"))
+		}
+		w("\n")
+	}
+
+	var errRuns []runner.Result
+	for _, r := range runs {
+		if len(r.Errors) > 0 {
+			errRuns = append(errRuns, r)
+		}
+	}
+	if len(errRuns) > 0 {
+		w("## Errors by kind\n\n")
+		for _, r := range errRuns {
+			w("- %s %s %d clients:\n", r.Label, r.Mode, r.Clients)
+			keys := make([]string, 0, len(r.Errors))
+			for k := range r.Errors {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				w("  - %d × `%s`\n", r.Errors[k], strings.ReplaceAll(k, "`", "'"))
+			}
+		}
+		w("\n")
+	}
+	w("Columns: a *cycle* is an acquire that was granted plus its release; *attempts* are acquire round trips, refused try-acquires and client-side polls included; a *handover* is a grant of a key to a different client than its previous holder. Acquire latency covers every acquire call (refused ones, and in wait mode the time spent waiting). Fencing: per key, each grant's token (etcd: the lock key's create revision) must be greater than the one before.\n")
+	return sb.String()
+}
+
+// shortErr drops what varies between runs of one failure (run ids in keys
+// and values), so that equal failures compare equal.
+func shortErr(s string) string {
+	if i := strings.Index(s, ", with args beginning with"); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+func mdEscape(s string) string {
+	s = strings.ReplaceAll(s, "|", "\\|")
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}

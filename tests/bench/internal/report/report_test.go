@@ -1,0 +1,79 @@
+package report
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/distlock/distlock/tests/bench/internal/runner"
+)
+
+func writeRun(t *testing.T, dir string, r runner.Result) {
+	t.Helper()
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := r.Label + "-" + r.Mode + "-" + string(rune('0'+r.Clients%10)) + ".json"
+	if err := os.WriteFile(filepath.Join(dir, "runs", name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRender(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
+	base := func(label, mode string, clients int, cps, hps float64) runner.Result {
+		return runner.Result{Label: label, System: label, Mode: mode, Clients: clients, CyclesPerS: cps, HandoversPerS: hps,
+			FencingActive: label != "redis-aof", Elections: 0, Acquire: runner.Latency{P50Us: 800, P99Us: 2500, P999Us: 4000}}
+	}
+	writeRun(t, dir, base("native", "uncontended", 1, 500, 0))
+	writeRun(t, dir, base("etcd", "uncontended", 1, 100, 0)) // 5x: pass (goal 4x)
+	writeRun(t, dir, base("native", "wait", 64, 500, 450))   // handovers
+	writeRun(t, dir, base("etcd", "wait", 64, 10, 10))       // 45x: pass
+	writeRun(t, dir, base("native", "uncontended", 64, 1000, 0))
+	writeRun(t, dir, base("etcd", "uncontended", 64, 500, 0)) // 2x: FAIL (goal 6x)
+	writeRun(t, dir, runner.Result{Label: "setnx", System: "setnx", Mode: "hot", Clients: 1, Error: "probe cycle failed: acquire: ERR unknown command 'SET', with args beginning with: 'a'"})
+	writeRun(t, dir, runner.Result{Label: "setnx", System: "setnx", Mode: "hot", Clients: 4, Error: "probe cycle failed: acquire: ERR unknown command 'SET', with args beginning with: 'b'"})
+	os.WriteFile(filepath.Join(dir, "ping.tsv"), []byte("redis\tPING_INLINE\t100000\nnode\tPING_INLINE\t80000\nredis\tPING_MBULK\t100000\nnode\tPING_MBULK\t60000\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "metrics-before.json"), []byte(`{"node1":{"raft_election_count":1,"raft_term":2},"etcd-e1":{"etcd_server_leader_changes_seen_total":1}}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "metrics-after.json"), []byte(`{"node1":{"raft_election_count":1,"raft_term":2},"etcd-e1":{"etcd_server_leader_changes_seen_total":1}}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "meta.txt"), []byte("nproc: 2\nCPU: Test CPU\n"), 0o644)
+
+	md, err := Render(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"- **CPU**: Test CPU",
+		"| uncontended, 1 client: native cycles/s vs etcd Mutex | 500 vs 100 cycles/s | 5.00x | ≥ 4x | pass |",
+		"| uncontended, 64 clients: native cycles/s vs etcd Mutex | 1000 vs 500 cycles/s | 2.00x | ≥ 6x | FAIL |",
+		"vs etcd blocking Lock | 450 vs 10.0 handovers/s | 45.00x | ≥ 10x | pass |",
+		"no native uncontended run at 256 clients",
+		"| 0.60x | ≥ 0.7x | FAIL |", // the worse of the two ping tests
+		"p50 800 µs, p99 2.50 ms, p999 4.00 ms",
+		"0 elections, raft_term +0 | | 0 | pass |",
+		"| setnx | all | not run: probe cycle failed: acquire: ERR unknown command 'SET' |",
+		"| node1 | 1 → 1 | 2 → 2 | - |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("missing %q in:\n%s", want, md)
+		}
+	}
+}
+
+func TestElectionsFail(t *testing.T) {
+	d := &Data{
+		Before: map[string]map[string]float64{"node1": {"raft_election_count": 1, "raft_term": 2}},
+		After:  map[string]map[string]float64{"node1": {"raft_election_count": 2, "raft_term": 3}},
+	}
+	el, td, ok := d.Elections()
+	if !ok || el != 1 || td != 1 {
+		t.Fatal(el, td, ok)
+	}
+	if !strings.Contains(d.Markdown(), "1 elections, raft_term +1 | | 0 | FAIL |") {
+		t.Fatal(d.Markdown())
+	}
+}
