@@ -27,6 +27,9 @@ type Lock struct {
 	ExpiresAt time.Time
 	// Waiters counts the callers queued for this lock (LOCK.ACQUIRE ... WAIT).
 	Waiters int
+	// Persistent is true for a key set without a TTL (SET k v): it never
+	// expires, and TTL, Remaining and ExpiresAt are zero.
+	Persistent bool
 }
 
 // AcquireRequest asks for a lock.

@@ -26,10 +26,14 @@ const (
 	OpSetNode Op = 5
 	// OpRemoveNode forgets node Key's addresses (it left the cluster).
 	OpRemoveNode Op = 6
+	// OpExec runs the Redis command Args (SET, DEL, EVAL...) in the key
+	// engine; Wall is the leader's wall clock at proposal, for PXAT/EXAT
+	// and TIME.
+	OpExec Op = 7
 )
 
 // lastOp is the highest Op this version knows.
-const lastOp = OpRemoveNode
+const lastOp = OpExec
 
 // String returns the operation's name.
 func (o Op) String() string {
@@ -46,6 +50,8 @@ func (o Op) String() string {
 		return "set-node"
 	case OpRemoveNode:
 		return "remove-node"
+	case OpExec:
+		return "exec"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -76,6 +82,13 @@ type Command struct {
 	// the node's ID).
 	RESPAddr string
 	HTTPAddr string
+	// Wall is the leader's wall clock when it proposed the command, in unix
+	// milliseconds (OpExec only). It converts absolute expiry times (SET
+	// ... PXAT) into cluster time and is what TIME returns in a script; it
+	// never decides expiry by itself.
+	Wall int64
+	// Args is the Redis command of an OpExec, name first.
+	Args []string
 }
 
 // Encode appends the binary form of c to dst and returns it:
@@ -83,6 +96,7 @@ type Command struct {
 //	version u8 | op u8 | now varint | ttl varint | token uvarint |
 //	len(key) uvarint | key | len(owner) uvarint | owner
 //	[OpSetNode only: len(resp) uvarint | resp | len(http) uvarint | http]
+//	[OpExec only: wall varint | argc uvarint | argc x (len uvarint | arg)]
 func Encode(dst []byte, c Command) []byte {
 	dst = append(dst, commandVersion, byte(c.Op))
 	dst = binary.AppendVarint(dst, int64(c.Now))
@@ -93,6 +107,13 @@ func Encode(dst []byte, c Command) []byte {
 	if c.Op == OpSetNode {
 		dst = appendString(dst, c.RESPAddr)
 		dst = appendString(dst, c.HTTPAddr)
+	}
+	if c.Op == OpExec {
+		dst = binary.AppendVarint(dst, c.Wall)
+		dst = binary.AppendUvarint(dst, uint64(len(c.Args)))
+		for _, a := range c.Args {
+			dst = appendString(dst, a)
+		}
 	}
 	return dst
 }
@@ -125,6 +146,16 @@ func Decode(b []byte) (Command, error) {
 	if c.Op == OpSetNode {
 		c.RESPAddr = d.str()
 		c.HTTPAddr = d.str()
+	}
+	if c.Op == OpExec {
+		c.Wall = d.varint()
+		n := d.uvarint()
+		if n > uint64(len(d.b)) { // every argument takes at least one byte
+			d.err = errShort
+		}
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			c.Args = append(c.Args, d.str())
+		}
 	}
 	if d.err != nil {
 		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, d.err)

@@ -1,6 +1,8 @@
 // Package raftfsm is the lock server's deterministic state machine: the
-// keyspace of locks, the cluster clock, the command encoding carried in raft
-// log entries, and the snapshot format.
+// keyspace of locks (shared with the Redis string and hash commands), the
+// cluster clock, the Redis key engine and its deterministic Lua sandbox
+// (EVAL, with a replicated script cache), the command encoding carried in
+// raft log entries, and the snapshot format.
 //
 // The contract, which every replica relies on to reach identical state:
 //
@@ -17,6 +19,8 @@
 //   - Snapshots list keys in sorted order behind a versioned header and end in
 //     a CRC32C, so two replicas with the same state write identical bytes.
 //   - Decode and Apply never panic on malformed input; they return errors.
+//   - Scripts see only the entry: frozen time, a PRNG seeded from the raft
+//     index, no I/O, and a deterministic instruction budget (see DESIGN.md).
 //
 // See DESIGN.md in this directory for the reasoning.
 package raftfsm

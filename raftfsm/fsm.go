@@ -22,8 +22,12 @@ type LockState struct {
 	Version uint64
 	// TTL is the lease most recently granted.
 	TTL time.Duration
-	// Deadline is the cluster time at which the lock expires.
+	// Deadline is the cluster time at which the lock expires (for a key
+	// without a TTL, the largest Duration: never).
 	Deadline time.Duration
+	// Hash holds the fields of a hash key (HSET); it is nil for a string
+	// key, whose value is Owner.
+	Hash *Hash
 }
 
 // Result is what [FSM.Apply] returns for every command entry. Err carries a
@@ -38,7 +42,9 @@ type Result struct {
 	Extended bool
 	// Expired counts the locks this entry found past their deadline.
 	Expired int
-	Err     error
+	// Reply is the Redis reply of an OpExec command.
+	Reply lockapi.Value
+	Err   error
 }
 
 // NodeAddrs are a cluster member's client addresses, as it registered them.
@@ -70,7 +76,13 @@ type FSM struct {
 	locks   *btree.Map[string, LockState]
 	expiry  *btree.BTreeG[expiryItem]
 	nodes   map[string]NodeAddrs
+	scripts scriptCache
 	onFree  func(key string)
+	// protos caches compiled scripts by SHA1. It is not replicated state:
+	// compiling is deterministic, so it only saves work.
+	protos protoCache
+	// noNatives makes every script run in Lua (tests compare the paths).
+	noNatives bool
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -100,6 +112,7 @@ func (f *FSM) reset() {
 	f.locks = new(btree.Map[string, LockState])
 	f.expiry = btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true})
 	f.nodes = make(map[string]NodeAddrs)
+	f.scripts = scriptCache{}
 }
 
 // Apply applies one committed raft log entry and returns a *Result. Entries
@@ -139,6 +152,8 @@ func (f *FSM) apply(idx uint64, c Command) Result {
 		f.nodes[c.Key] = NodeAddrs{RESP: c.RESPAddr, HTTP: c.HTTPAddr}
 	case OpRemoveNode:
 		delete(f.nodes, c.Key)
+	case OpExec:
+		r.Reply = f.exec(idx, c)
 	default:
 		r.Err = fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
 	}
@@ -161,6 +176,8 @@ func (f *FSM) acquire(idx uint64, c Command, r *Result) {
 	}
 	cur, held := f.locks.Get(c.Key)
 	switch {
+	case held && cur.IsHash():
+		r.Err = lockapi.ErrWrongType
 	case held && cur.Owner != c.Owner:
 		r.Lock, r.Err = cur, lockapi.ErrHeld
 	case held:
@@ -204,6 +221,9 @@ func (f *FSM) heldBy(c Command) (LockState, error) {
 	if !held {
 		return LockState{}, lockapi.ErrNotFound
 	}
+	if cur.IsHash() {
+		return LockState{}, lockapi.ErrWrongType
+	}
 	if cur.Owner != c.Owner || (c.Token != 0 && c.Token != cur.Token) {
 		return cur, lockapi.ErrNotHeld
 	}
@@ -212,11 +232,11 @@ func (f *FSM) heldBy(c Command) (LockState, error) {
 
 // extend gives l a fresh lease of ttl from now and bumps its version.
 func (f *FSM) extend(l *LockState, ttl time.Duration) {
-	f.expiry.Delete(expiryItem{l.Deadline, l.Key})
+	old := *l
 	l.TTL = ttl
 	l.Deadline = f.deadline(ttl)
 	l.Version++
-	f.put(*l)
+	f.replace(old, *l)
 }
 
 // deadline returns now+ttl, saturating instead of overflowing.
@@ -224,17 +244,31 @@ func (f *FSM) deadline(ttl time.Duration) time.Duration {
 	if d := f.now + ttl; d >= f.now {
 		return d
 	}
-	return time.Duration(1<<63 - 1)
+	return noDeadline - 1
 }
 
+// put stores l, which must not be in the keyspace with another deadline
+// (see replace).
 func (f *FSM) put(l LockState) {
 	f.locks.Set(l.Key, l)
-	f.expiry.Set(expiryItem{l.Deadline, l.Key})
+	if l.HasTTL() {
+		f.expiry.Set(expiryItem{l.Deadline, l.Key})
+	}
+}
+
+// replace stores l in place of old (the same key).
+func (f *FSM) replace(old, l LockState) {
+	if old.HasTTL() && old.Deadline != l.Deadline {
+		f.expiry.Delete(expiryItem{old.Deadline, old.Key})
+	}
+	f.put(l)
 }
 
 func (f *FSM) remove(l LockState) {
 	f.locks.Delete(l.Key)
-	f.expiry.Delete(expiryItem{l.Deadline, l.Key})
+	if l.HasTTL() {
+		f.expiry.Delete(expiryItem{l.Deadline, l.Key})
+	}
 }
 
 // expireDue removes every lock whose deadline is at or before now.
@@ -322,7 +356,7 @@ func (f *FSM) NextDeadline() (time.Duration, bool) {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy(), nodes: f.copyNodes()}, nil
+	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy(), nodes: f.copyNodes(), scripts: f.scripts.copy()}, nil
 }
 
 // Restore replaces all state with the snapshot read from rc.
@@ -342,6 +376,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	for _, n := range st.nodes {
 		f.nodes[n.id] = n.addrs
 	}
+	f.scripts = st.scripts
 	return nil
 }
 
@@ -351,4 +386,18 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 func (f *FSM) WriteSnapshot(w io.Writer) error {
 	snap, _ := f.Snapshot()
 	return snap.(*snapshot).write(w)
+}
+
+// Stats are counts of the keyspace and script cache.
+type Stats struct {
+	Keys, Expires, Scripts int
+}
+
+// Stats counts the live keys (as of the last applied entry), those with a
+// TTL, and the cached scripts.
+func (f *FSM) Stats() Stats {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	keys, expires := f.countLive(f.now)
+	return Stats{Keys: keys, Expires: expires, Scripts: len(f.scripts.m)}
 }

@@ -324,3 +324,9 @@ func TestFSMSnapshotThenReplay(t *testing.T) {
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }
+
+// execCmd is an OpExec of a Redis command at cluster time now, with the
+// wall clock at 1_700_000_000_000 ms plus now.
+func execCmd(now time.Duration, args ...string) Command {
+	return Command{Op: OpExec, Now: now, Wall: 1_700_000_000_000 + now.Milliseconds(), Args: args}
+}

@@ -15,19 +15,23 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// Snapshot format (all integers big-endian):
+// Snapshot format, version 2 (all integers big-endian; strings are
+// uvarint-length-prefixed):
 //
 //	magic "DLSNAP" | version u16 | applied u64 | now i64 | count u64 |
-//	count x (len(key) uvarint | key | len(owner) uvarint | owner |
-//	         token u64 | version u64 | ttl i64 | deadline i64) |
-//	nodes u64 | nodes x (id | resp | http, each uvarint-length-prefixed) |
+//	count x (key | kind u8 | owner | token u64 | version u64 | ttl i64 |
+//	         deadline i64 | [kind 1: fields uvarint | fields x (name | value)]) |
+//	nodes u64 | nodes x (id | resp | http) |
+//	script seq u64 | scripts u64 | scripts x (sha | body | seq u64) |
 //	crc32c u32 of every preceding byte
 //
-// Locks are written in key order and nodes in id order, so equal states give
-// equal bytes.
+// kind is 0 for a string key (a lock; owner is its value) and 1 for a hash
+// (owner empty). Keys are written in key order, hash fields in name order,
+// nodes in id order and scripts in SHA order, so equal states give equal
+// bytes. Version 1 (no kind byte, no hashes, no scripts) is still read.
 const (
 	snapshotMagic   = "DLSNAP"
-	snapshotVersion = 1
+	snapshotVersion = 2
 )
 
 // ErrBadSnapshot means a snapshot stream is not one this version wrote, or is
@@ -42,6 +46,7 @@ type snapshot struct {
 	applied uint64
 	locks   *btree.Map[string, LockState]
 	nodes   map[string]NodeAddrs
+	scripts scriptCache
 }
 
 // Persist writes the snapshot to sink and closes it (or cancels it on error).
@@ -89,6 +94,14 @@ func (s *snapshot) write(w io.Writer) error {
 		buf = appendString(buf, s.nodes[id].RESP)
 		buf = appendString(buf, s.nodes[id].HTTP)
 	}
+	buf = binary.BigEndian.AppendUint64(buf, s.scripts.seq)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(len(s.scripts.m)))
+	for _, sha := range s.scripts.sorted() {
+		sc := s.scripts.m[sha]
+		buf = appendString(buf, sha)
+		buf = appendString(buf, sc.body)
+		buf = binary.BigEndian.AppendUint64(buf, sc.seq)
+	}
 	if _, err := bw.Write(buf); err != nil {
 		return err
 	}
@@ -100,14 +113,24 @@ func (s *snapshot) write(w io.Writer) error {
 }
 
 func appendLock(b []byte, l LockState) []byte {
-	b = binary.AppendUvarint(b, uint64(len(l.Key)))
-	b = append(b, l.Key...)
-	b = binary.AppendUvarint(b, uint64(len(l.Owner)))
-	b = append(b, l.Owner...)
+	b = appendString(b, l.Key)
+	kind := byte(0)
+	if l.IsHash() {
+		kind = 1
+	}
+	b = append(b, kind)
+	b = appendString(b, l.Owner)
 	b = binary.BigEndian.AppendUint64(b, l.Token)
 	b = binary.BigEndian.AppendUint64(b, l.Version)
 	b = binary.BigEndian.AppendUint64(b, uint64(l.TTL))
 	b = binary.BigEndian.AppendUint64(b, uint64(l.Deadline))
+	if kind == 1 {
+		b = binary.AppendUvarint(b, uint64(l.Hash.Len()))
+		for _, f := range l.Hash.Fields() {
+			b = appendString(b, f.Name)
+			b = appendString(b, f.Value)
+		}
+	}
 	return b
 }
 
@@ -117,6 +140,7 @@ type snapshotState struct {
 	applied uint64
 	locks   []LockState
 	nodes   []snapshotNode
+	scripts scriptCache
 }
 
 type snapshotNode struct {
@@ -144,15 +168,16 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 		return st, fmt.Errorf("%w: bad magic", ErrBadSnapshot)
 	}
 	p := head[len(snapshotMagic):]
-	if v := binary.BigEndian.Uint16(p); v != snapshotVersion {
-		return st, fmt.Errorf("%w: unsupported version %d", ErrBadSnapshot, v)
+	version := binary.BigEndian.Uint16(p)
+	if version != 1 && version != snapshotVersion {
+		return st, fmt.Errorf("%w: unsupported version %d", ErrBadSnapshot, version)
 	}
 	st.applied = binary.BigEndian.Uint64(p[2:])
 	st.now = time.Duration(binary.BigEndian.Uint64(p[10:]))
 	count := binary.BigEndian.Uint64(p[18:])
 	prev := ""
 	for i := uint64(0); i < count; i++ {
-		l, err := readLock(br)
+		l, err := readLock(br, version)
 		if err != nil {
 			return st, fmt.Errorf("%w: lock %d: %v", ErrBadSnapshot, i, err)
 		}
@@ -186,6 +211,11 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 		}
 		st.nodes = append(st.nodes, n)
 	}
+	if version >= 2 {
+		if err := readScripts(br, &st.scripts); err != nil {
+			return st, fmt.Errorf("%w: scripts: %v", ErrBadSnapshot, err)
+		}
+	}
 	sum := crc.Sum32()
 	var tail [4]byte
 	if _, err := io.ReadFull(br.r, tail[:]); err != nil {
@@ -200,11 +230,20 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 	return st, nil
 }
 
-func readLock(br *crcReader) (LockState, error) {
+func readLock(br *crcReader, version uint16) (LockState, error) {
 	var l LockState
 	var err error
 	if l.Key, err = readString(br); err != nil {
 		return l, err
+	}
+	kind := byte(0)
+	if version >= 2 {
+		if kind, err = br.ReadByte(); err != nil {
+			return l, err
+		}
+		if kind > 1 {
+			return l, fmt.Errorf("unknown key kind %d", kind)
+		}
 	}
 	if l.Owner, err = readString(br); err != nil {
 		return l, err
@@ -217,7 +256,78 @@ func readLock(br *crcReader) (LockState, error) {
 	l.Version = binary.BigEndian.Uint64(fixed[8:])
 	l.TTL = time.Duration(binary.BigEndian.Uint64(fixed[16:]))
 	l.Deadline = time.Duration(binary.BigEndian.Uint64(fixed[24:]))
+	if l.TTL < 0 || l.Deadline < 0 || (l.Deadline == noDeadline) != (l.TTL == 0) {
+		return l, fmt.Errorf("bad ttl %d or deadline %d", l.TTL, l.Deadline)
+	}
+	if kind == 1 {
+		if l.Owner != "" {
+			return l, errors.New("hash key with a value")
+		}
+		n, err := binary.ReadUvarint(br)
+		if err != nil {
+			return l, err
+		}
+		if n == 0 || n > maxHashFields {
+			return l, fmt.Errorf("hash of %d fields", n)
+		}
+		h := &Hash{fields: make([]HashField, 0, n)}
+		for i := uint64(0); i < n; i++ {
+			var f HashField
+			if f.Name, err = readString(br); err == nil {
+				f.Value, err = readString(br)
+			}
+			if err != nil {
+				return l, err
+			}
+			if i > 0 && f.Name <= h.fields[i-1].Name {
+				return l, errors.New("hash fields out of order")
+			}
+			h.fields = append(h.fields, f)
+		}
+		l.Hash = h
+	}
 	return l, nil
+}
+
+// readScripts reads the script cache of a version 2 snapshot.
+func readScripts(br *crcReader, c *scriptCache) error {
+	var head [16]byte
+	if _, err := io.ReadFull(br, head[:]); err != nil {
+		return err
+	}
+	c.seq = binary.BigEndian.Uint64(head[:])
+	n := binary.BigEndian.Uint64(head[8:])
+	if n > maxScripts {
+		return fmt.Errorf("%d scripts", n)
+	}
+	prev := ""
+	for i := uint64(0); i < n; i++ {
+		sha, err := readString(br)
+		if err != nil {
+			return err
+		}
+		body, err := readString(br)
+		if err != nil {
+			return err
+		}
+		var seq [8]byte
+		if _, err := io.ReadFull(br, seq[:]); err != nil {
+			return err
+		}
+		if sha != sha1hex(body) || (i > 0 && sha <= prev) {
+			return fmt.Errorf("script %d: bad or unordered sha", i)
+		}
+		s := binary.BigEndian.Uint64(seq[:])
+		if s == 0 || s > c.seq {
+			return fmt.Errorf("script %d: sequence %d", i, s)
+		}
+		prev = sha
+		if c.m == nil {
+			c.m = make(map[string]scriptEntry)
+		}
+		c.m[sha] = scriptEntry{body: body, seq: s}
+	}
+	return nil
 }
 
 func readString(br *crcReader) (string, error) {

@@ -20,6 +20,10 @@ type command struct {
 	// handler parses args (args[0] is the name), calls the service and
 	// writes exactly one reply.
 	handler func(c *client, args [][]byte)
+	// flags, first, last and step are what COMMAND reports: Redis's
+	// command flags and the positions of the keys (last -1: to the end).
+	flags             []string
+	first, last, step int
 	// duration observes the handler's run time.
 	duration prometheus.Observer
 }
@@ -46,6 +50,16 @@ func (s *Server) commandTable() map[string]*command {
 		{name: "select", arity: 2, handler: cmdSelect},
 		{name: "client", arity: -2, handler: cmdClient},
 		{name: "command", arity: -1, handler: cmdCommand},
+		{name: "info", arity: -1, handler: cmdInfo},
+		{name: "time", arity: 1, handler: cmdTime},
+		{name: "reset", arity: 1, noAuth: true, handler: cmdReset},
+		{name: "cluster", arity: -2, handler: cmdCluster},
+		{name: "readonly", arity: 1, handler: cmdReadonly},
+		{name: "readwrite", arity: 1, handler: cmdReadonly},
+	}
+	for _, kc := range keyCommands {
+		cp := *kc
+		cmds = append(cmds, &cp)
 	}
 	table := make(map[string]*command, len(cmds))
 	for _, cmd := range cmds {

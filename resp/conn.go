@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
+	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/tidwall/redcon"
 )
@@ -24,9 +27,12 @@ type client struct {
 	conn redcon.Conn // nil when commands are dispatched directly (tests)
 	id   int64
 
-	resp3    bool // HELLO 3 was negotiated
-	authed   bool
-	quitting bool // QUIT: close after the reply, run nothing more
+	resp3     bool // HELLO 3 was negotiated
+	authed    bool
+	quitting  bool // QUIT: close after the reply, run nothing more
+	tracking  bool // CLIENT TRACKING ON (no invalidations are ever sent)
+	authFails int  // failed AUTH/HELLO AUTH attempts, for the throttle
+	addr      string
 
 	name, libName, libVer string
 
@@ -102,6 +108,7 @@ func cmdAuth(c *client, args [][]byte) {
 		return
 	}
 	if !c.srv.checkAuth(user, pass) {
+		c.authFailed()
 		c.writeErrorText(errWrongPass)
 		return
 	}
@@ -147,6 +154,7 @@ func cmdHello(c *client, args [][]byte) {
 	}
 	if user != nil {
 		if !c.srv.checkAuth(user, pass) {
+			c.authFailed()
 			c.writeErrorText(errWrongPass)
 			return
 		}
@@ -202,21 +210,33 @@ var clientHelp = []string{
 	"    Return the name of the current connection.",
 	"ID",
 	"    Return the ID of the current connection.",
+	"INFO",
+	"    Return information about the current client connection.",
+	"LIST",
+	"    Return information about client connections.",
 	"SETINFO <option> <value>",
 	"    Set client meta attr. Options are:",
 	"    * LIB-NAME: the client lib name.",
 	"    * LIB-VER: the client lib version.",
 	"SETNAME <name>",
 	"    Assign the name <name> to the current connection.",
+	"TRACKING (ON|OFF) [OPTIN] [OPTOUT] [BCAST] [NOLOOP] [PREFIX <prefix>] [REDIRECT <id>]",
+	"    Accepted for client compatibility; no invalidation messages are sent.",
+	"NO-EVICT (ON|OFF), NO-TOUCH (ON|OFF)",
+	"    Accepted; they change nothing here.",
 	"HELP",
 	"    Print this help.",
 }
 
 // clientArity is the arity of each CLIENT subcommand.
-var clientArity = map[string]int{"id": 2, "getname": 2, "setname": 3, "setinfo": 4, "help": 2}
+var clientArity = map[string]int{"id": 2, "getname": 2, "setname": 3, "setinfo": 4, "help": 2,
+	"info": 2, "list": -2, "tracking": -3, "caching": 3, "no-evict": 3, "no-touch": 3}
 
-// CLIENT ID | GETNAME | SETNAME name | SETINFO LIB-NAME|LIB-VER value | HELP
-// help: inspects and names the current connection.
+// CLIENT ID | GETNAME | SETNAME name | SETINFO LIB-NAME|LIB-VER value |
+// INFO | LIST | TRACKING ON|OFF ... | CACHING | NO-EVICT | NO-TOUCH | HELP
+// help: inspects and names the current connection. TRACKING is accepted
+// (rueidis requires it) but this server sends no invalidations, so CACHING
+// YES, which would make a client cache a reply, is refused.
 func cmdClient(c *client, args [][]byte) {
 	sub := string(bytes.ToLower(args[1]))
 	arity, ok := clientArity[sub]
@@ -224,7 +244,7 @@ func cmdClient(c *client, args [][]byte) {
 		c.writeErrorText(unknownSubcommand("client", args[1]))
 		return
 	}
-	if len(args) != arity {
+	if arity > 0 && len(args) != arity || arity < 0 && len(args) < -arity {
 		c.writeArityError("client|" + sub)
 		return
 	}
@@ -260,6 +280,30 @@ func cmdClient(c *client, args [][]byte) {
 			c.libVer = string(args[3])
 		}
 		c.writeOK()
+	case "info":
+		c.writeBulkString(c.infoLine())
+	case "list":
+		var b strings.Builder
+		for _, other := range c.srv.clients.snapshot() {
+			b.WriteString(other)
+		}
+		c.writeBulkString(b.String())
+	case "tracking":
+		on := bytes.EqualFold(args[2], []byte("on"))
+		if !on && !bytes.EqualFold(args[2], []byte("off")) {
+			c.writeErrorText(errSyntax)
+			return
+		}
+		c.tracking = on
+		c.writeOK()
+	case "caching":
+		c.writeErrorText("ERR CLIENT CACHING is not supported: this server sends no invalidation messages, so replies must not be cached")
+	case "no-evict", "no-touch":
+		if !bytes.EqualFold(args[2], []byte("on")) && !bytes.EqualFold(args[2], []byte("off")) {
+			c.writeErrorText(errSyntax)
+			return
+		}
+		c.writeOK()
 	case "help":
 		c.writeArray(len(clientHelp))
 		for _, line := range clientHelp {
@@ -268,24 +312,29 @@ func cmdClient(c *client, args [][]byte) {
 	}
 }
 
-// COMMAND [DOCS [name ...] | COUNT]
-// help: describes the commands; for now it replies with an empty array (and
-// COMMAND DOCS with an empty map), which is enough for redis-cli.
-func cmdCommand(c *client, args [][]byte) {
-	if len(args) == 1 {
-		c.writeArray(0)
-		return
+// infoLine describes the connection as one CLIENT LIST line.
+func (c *client) infoLine() string {
+	resp := 2
+	if c.resp3 {
+		resp = 3
 	}
-	switch sub := string(bytes.ToLower(args[1])); sub {
-	case "docs":
-		c.writeMap(0)
-	case "count":
-		if len(args) != 2 {
-			c.writeArityError("command|count")
-			return
-		}
-		c.writeInt(int64(len(c.srv.cmds)))
-	default:
-		c.writeErrorText(unknownSubcommand("command", args[1]))
+	return fmt.Sprintf("id=%d addr=%s name=%s db=0 resp=%d lib-name=%s lib-ver=%s\n",
+		c.id, c.addr, c.name, resp, c.libName, c.libVer)
+}
+
+// authFailed counts a failed authentication and slows the connection down:
+// after authFreeTries failures each further attempt waits a little longer
+// (up to authMaxDelay), so one connection cannot try passwords quickly.
+func (c *client) authFailed() {
+	c.authFails++
+	if n := c.authFails - authFreeTries; n > 0 {
+		time.Sleep(min(time.Duration(n)*authStepDelay, authMaxDelay))
 	}
 }
+
+// The failed-AUTH throttle.
+const (
+	authFreeTries = 3
+	authStepDelay = 100 * time.Millisecond
+	authMaxDelay  = 2 * time.Second
+)

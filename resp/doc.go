@@ -11,10 +11,19 @@
 //
 //   - native lock commands: LOCK.ACQUIRE, LOCK.RENEW, LOCK.RELEASE,
 //     LOCK.INFO, LOCK.LIST and CLUSTER.INFO;
+//   - Redis key commands, run by the replicated key engine through a
+//     [lockapi.KeyService] (keys.go): SET, GET, DEL, UNLINK, EXISTS, TYPE,
+//     (P)EXPIRE(AT), (P)TTL, PERSIST, GETRANGE, STRLEN, MGET, MSET(NX), the
+//     hash commands HSET, HGET, HINCRBY, HEXISTS, HDEL, HLEN, PUBLISH, DBSIZE,
+//     EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT;
 //   - connection commands that client libraries send during their handshake:
-//     PING, ECHO, QUIT, HELLO (2 and 3), AUTH, SELECT 0, CLIENT (ID, SETNAME,
-//     GETNAME, SETINFO, HELP) and COMMAND (empty replies, enough for
-//     redis-cli).
+//     PING, ECHO, QUIT, RESET, HELLO (2 and 3), AUTH (with a per-connection
+//     throttle after failures), SELECT 0, CLIENT (ID, SETNAME, GETNAME,
+//     SETINFO, INFO, LIST, TRACKING, CACHING, NO-EVICT, NO-TOUCH, HELP),
+//     COMMAND (COUNT, LIST, INFO, DOCS), INFO (server, clients, replication,
+//     keyspace, raft), TIME, and CLUSTER/READONLY (refused as by a
+//     standalone Redis, which tells cluster-aware clients to use standalone
+//     mode).
 //
 // Every command runs with a deadline and is cancelled when the server
 // closes; a panic in a command is recovered, logged, and answered with
@@ -22,6 +31,7 @@
 // happens in one function, errorReply (errors.go):
 //
 //	lockapi.ErrInvalid         ERR <detail>
+//	lockapi.ErrWrongType       WRONGTYPE Operation against a key holding the wrong kind of value
 //	lockapi.ErrNotHeld         NOTHELD lock is not held by this owner
 //	lockapi.ErrNotFound        NOTHELD lock is not held by this owner
 //	lockapi.ErrUnknownOutcome  UNKNOWN outcome unknown: ...

@@ -17,6 +17,8 @@ func errorReply(err error) string {
 	switch {
 	case errors.Is(err, lockapi.ErrInvalid):
 		return "ERR " + invalidDetail(err)
+	case errors.Is(err, lockapi.ErrWrongType):
+		return lockapi.ErrWrongType.Error()
 	case errors.Is(err, lockapi.ErrNotHeld), errors.Is(err, lockapi.ErrNotFound):
 		return "NOTHELD " + lockapi.ErrNotHeld.Error()
 	case errors.Is(err, lockapi.ErrUnknownOutcome):

@@ -19,9 +19,24 @@ type fakeService struct {
 	infoFn        func(ctx context.Context, key string) (lockapi.Lock, error)
 	listFn        func(ctx context.Context) ([]lockapi.Lock, error)
 	clusterInfoFn func(ctx context.Context) (lockapi.ClusterInfo, error)
+	doFn          func(ctx context.Context, argv [][]byte) (lockapi.Value, error)
 }
 
-var _ lockapi.Service = (*fakeService)(nil)
+var (
+	_ lockapi.Service    = (*fakeService)(nil)
+	_ lockapi.KeyService = (*fakeService)(nil)
+)
+
+func (f *fakeService) Do(ctx context.Context, argv [][]byte) (lockapi.Value, error) {
+	if f.doFn == nil {
+		return lockapi.Value{}, errNotImplemented
+	}
+	return f.doFn(ctx, argv)
+}
+
+func (f *fakeService) KeyStats() lockapi.KeyStats {
+	return lockapi.KeyStats{Keys: 3, Expires: 1, Scripts: 2}
+}
 
 var errNotImplemented = errors.New("not implemented by the fake")
 
@@ -181,5 +196,39 @@ func scriptedService(rec *scripted) *fakeService {
 			rec.record(ctx)
 			return testCluster, nil
 		},
+		doFn: func(ctx context.Context, argv [][]byte) (lockapi.Value, error) {
+			rec.record(ctx)
+			if len(argv) > 1 {
+				if err := keyError(string(argv[1])); err != nil {
+					return lockapi.Value{}, err
+				}
+			}
+			return scriptedValue(argv), nil
+		},
 	}
+}
+
+// scriptedValue is the scripted key engine's reply: by the command's
+// second argument, one of each kind of value.
+func scriptedValue(argv [][]byte) lockapi.Value {
+	arg := ""
+	if len(argv) > 1 {
+		arg = string(argv[1])
+	}
+	switch arg {
+	case "nil":
+		return lockapi.NilValue()
+	case "status":
+		return lockapi.OKValue()
+	case "wrongtype":
+		return lockapi.ErrorValue(lockapi.ErrWrongType.Error())
+	case "noscript":
+		return lockapi.ErrorValue("NOSCRIPT No matching script. Please use EVAL.")
+	case "int":
+		return lockapi.IntValue(-3)
+	case "array":
+		return lockapi.ArrayValue(lockapi.IntValue(1), lockapi.NilValue(), lockapi.BulkValue("x"),
+			lockapi.ArrayValue(lockapi.StatusValue("OK")), lockapi.ArrayValue())
+	}
+	return lockapi.BulkValue("v:" + arg)
 }

@@ -55,6 +55,20 @@ func fuzzService() *fakeService {
 			return []lockapi.Lock{lock("a"), lock("")}, nil
 		},
 		clusterInfoFn: func(context.Context) (lockapi.ClusterInfo, error) { return testCluster, nil },
+		doFn: func(_ context.Context, argv [][]byte) (lockapi.Value, error) {
+			key := ""
+			if len(argv) > 1 {
+				key = string(argv[1])
+			}
+			if err := pick(key); err != nil {
+				return lockapi.Value{}, err
+			}
+			deep := lockapi.BulkValue("a\r\nb")
+			for range len(key) % 200 {
+				deep = lockapi.ArrayValue(deep, lockapi.ErrorValue("E\r\nx"), lockapi.NilValue())
+			}
+			return deep, nil
+		},
 	}
 }
 
@@ -71,6 +85,10 @@ func FuzzDispatch(f *testing.F) {
 	}
 	f.Add([]byte("hello\x003\x00auth\x00default\x00pw\x00setname\x00n"), true, "pw")
 	f.Add([]byte("lock.acquire\x00\x06\x00o\x001000"), true, "")
+	f.Add([]byte("eval\x00aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\x000"), true, "")
+	f.Add([]byte("client\x00tracking\x00on\x00optin"), true, "")
+	f.Add([]byte("info\x00all"), false, "")
+	f.Add([]byte("command"), false, "")
 	s, err := New(Config{Service: fuzzService(), Logger: quietLogger()})
 	if err != nil {
 		f.Fatal(err)

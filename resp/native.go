@@ -215,9 +215,15 @@ func (c *client) writeLock(l lockapi.Lock) {
 	c.writeBulkString("version")
 	c.writeUint(l.Version)
 	c.writeBulkString("ttl_ms")
-	c.writeInt(ceilMillis(l.Remaining))
-	c.writeBulkString("expires_at")
-	c.writeInt(expires.UnixMilli())
+	if l.Persistent { // a key set without a TTL: -1, as PTTL says
+		c.writeInt(-1)
+		c.writeBulkString("expires_at")
+		c.writeInt(-1)
+	} else {
+		c.writeInt(ceilMillis(l.Remaining))
+		c.writeBulkString("expires_at")
+		c.writeInt(expires.UnixMilli())
+	}
 	c.writeBulkString("waiters")
 	c.writeInt(int64(l.Waiters))
 }

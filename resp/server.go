@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -59,8 +60,12 @@ type Config struct {
 	// Default: a fresh registry (metrics are then not exported).
 	Registerer prometheus.Registerer
 	// Password, when set, is required (AUTH or HELLO ... AUTH, user
-	// "default") before any command but AUTH, HELLO and QUIT.
+	// "default") before any command but AUTH, HELLO, QUIT and RESET.
 	Password string
+	// Keys runs the Redis key commands (SET, GET, EVAL...). Default: the
+	// Service, if it implements lockapi.KeyService; without one those
+	// commands are unknown.
+	Keys lockapi.KeyService
 }
 
 // withDefaults returns the configuration with defaults filled in, or an
@@ -94,6 +99,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
 	}
+	if c.Keys == nil {
+		c.Keys, _ = c.Service.(lockapi.KeyService)
+	}
 	return c, nil
 }
 
@@ -103,7 +111,10 @@ func (c Config) withDefaults() (Config, error) {
 type Server struct {
 	cfg      Config
 	svc      lockapi.Service
+	keys     lockapi.KeyService // nil: no key commands
 	log      *slog.Logger
+	started  time.Time
+	clients  clientSet
 	cmds     map[string]*command
 	passHash *[sha256.Size]byte // nil: no password
 	ctx      context.Context    // cancelled by Close
@@ -129,9 +140,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg: cfg,
-		svc: cfg.Service,
-		log: cfg.Logger,
+		cfg:     cfg,
+		svc:     cfg.Service,
+		keys:    cfg.Keys,
+		log:     cfg.Logger,
+		started: time.Now(),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "resp_command_duration_seconds",
 			Help: "Time to execute a RESP command, by command name.",
@@ -245,7 +258,9 @@ func (s *Server) accept(conn redcon.Conn) bool {
 	s.backoff = 0
 	s.nextID++
 	c := s.newClient(conn, s.nextID)
+	c.addr = conn.RemoteAddr()
 	conn.SetContext(c)
+	s.clients.add(c.id, c.addr)
 	s.conns.Inc()
 	s.log.Debug("client connected", "id", c.id, "addr", conn.RemoteAddr())
 	return true
@@ -257,6 +272,7 @@ func (s *Server) disconnected(conn redcon.Conn, err error) {
 	id := int64(0)
 	if c, ok := conn.Context().(*client); ok {
 		id = c.id
+		s.clients.remove(id)
 	}
 	var pe *guard.ProtocolError
 	if errors.As(err, &pe) {
@@ -287,4 +303,47 @@ func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
 		conn.ReadPipeline() // commands pipelined after QUIT are not run
 		_ = conn.Close()    // flushes the reply first
 	}
+}
+
+// clientSet tracks the open connections for INFO and CLIENT LIST.
+type clientSet struct {
+	mu    sync.Mutex
+	addrs map[int64]string
+}
+
+func (cs *clientSet) add(id int64, addr string) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.addrs == nil {
+		cs.addrs = make(map[int64]string)
+	}
+	cs.addrs[id] = addr
+}
+
+func (cs *clientSet) remove(id int64) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	delete(cs.addrs, id)
+}
+
+func (cs *clientSet) count() int {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return len(cs.addrs)
+}
+
+// snapshot returns one CLIENT LIST line per connection, in id order.
+func (cs *clientSet) snapshot() []string {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ids := make([]int64, 0, len(cs.addrs))
+	for id := range cs.addrs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = fmt.Sprintf("id=%d addr=%s db=0\n", id, cs.addrs[id])
+	}
+	return out
 }

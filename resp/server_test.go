@@ -207,6 +207,20 @@ var doCases = []doCase{
 		want:  []any{"leader_id", "n1", "term", int64(7), "nodes", nodesRESP2, "quorum_size", int64(2), "has_quorum", int64(1)},
 		want3: map[any]any{"leader_id": "n1", "term": int64(7), "nodes": nodesRESP3, "quorum_size": int64(2), "has_quorum": true}},
 
+	// Key commands, through the key service.
+	{name: "get", args: []any{"GET", "k"}, want: "v:k"},
+	{name: "get nil", args: []any{"get", "nil"}, err: "redis: nil"},
+	{name: "set status", args: []any{"set", "status", "v"}, want: "OK"},
+	{name: "get wrongtype", args: []any{"get", "wrongtype"}, err: "WRONGTYPE Operation against a key holding the wrong kind of value"},
+	{name: "evalsha noscript", args: []any{"evalsha", "noscript", "0"}, err: "NOSCRIPT No matching script. Please use EVAL."},
+	{name: "pttl int", args: []any{"pttl", "int"}, want: int64(-3)},
+	{name: "eval array", args: []any{"eval", "array", "0"}, want: []any{int64(1), nil, "x", []any{"OK"}, []any{}}},
+	{name: "set no quorum", args: []any{"set", "noquorum", "v"}, err: "CLUSTERDOWN no quorum"},
+	{name: "set unknown outcome", args: []any{"set", "unknown", "v"}, err: "UNKNOWN " + lockapi.ErrUnknownOutcome.Error()},
+	{name: "set arity", args: []any{"set", "k"}, err: "ERR wrong number of arguments for 'set' command"},
+	{name: "get panic", args: []any{"get", "panic"}, err: "ERR internal error"},
+	{name: "time", args: []any{"time", "x"}, err: "ERR wrong number of arguments for 'time' command"},
+
 	// Connection commands.
 	{name: "ping", args: []any{"ping"}, want: "PONG"},
 	{name: "ping message", args: []any{"PING", "hi"}, want: "hi"},
@@ -220,10 +234,13 @@ var doCases = []doCase{
 	{name: "client setinfo", args: []any{"client", "setinfo", "LIB-NAME", "mylib"}, want: "OK"},
 	{name: "client setinfo unknown", args: []any{"client", "setinfo", "color", "red"}, err: "ERR Unrecognized option 'color'"},
 	{name: "client setinfo bad value", args: []any{"client", "setinfo", "lib-ver", "1 2"}, err: "ERR lib-ver cannot contain spaces, newlines or special characters."},
-	{name: "command", args: []any{"command"}, want: []any{}},
+	{name: "command info get", args: []any{"command", "info", "get"}, want: []any{[]any{"get", int64(2), []any{"readonly", "fast"}, int64(1), int64(1), int64(1), []any{}, []any{}, []any{}, []any{}}}},
 	{name: "command docs", args: []any{"command", "docs"}, want: []any{}, want3: map[any]any{}},
-	{name: "command count", args: []any{"COMMAND", "COUNT"}, want: int64(14)},
-	{name: "command unknown", args: []any{"command", "info"}, err: "ERR unknown subcommand 'info'. Try COMMAND HELP."},
+	{name: "command count", args: []any{"COMMAND", "COUNT"}, want: int64(51)},
+	{name: "command unknown", args: []any{"command", "frob"}, err: "ERR unknown subcommand 'frob'. Try COMMAND HELP."},
+	{name: "cluster slots", args: []any{"cluster", "slots"}, err: "ERR This instance has cluster support disabled"},
+	{name: "client tracking", args: []any{"client", "tracking", "on", "optin"}, want: "OK"},
+	{name: "client caching", args: []any{"client", "caching", "yes"}, err: "ERR CLIENT CACHING is not supported: this server sends no invalidation messages, so replies must not be cached"},
 	{name: "hello bad version", args: []any{"hello", "4"}, err: "NOPROTO unsupported protocol version"},
 	{name: "hello junk version", args: []any{"hello", "x"}, err: "ERR Protocol version is not an integer or out of range"},
 	{name: "hello bad option", args: []any{"hello", "3", "foo"}, err: "ERR Syntax error in HELLO option 'foo'"},
@@ -511,5 +528,32 @@ func TestCloseCancelsCommands(t *testing.T) {
 	}
 	if err := s.Serve(ln2); !errors.Is(err, ErrServerClosed) {
 		t.Fatalf("Serve after Close: %v", err)
+	}
+}
+
+// TestAuthThrottle checks that repeated failed AUTHs on one connection are
+// slowed down, while the first few are answered at once.
+func TestAuthThrottle(t *testing.T) {
+	_, addr := startScripted(t, Config{Password: "pw"})
+	rdb := newRedis(t, addr, 2, "")
+	ctx := testContext(t)
+	conn := rdb.Conn()
+	defer conn.Close()
+	start := time.Now()
+	for range authFreeTries {
+		if err := conn.Do(ctx, "AUTH", "bad").Err(); err == nil || !strings.HasPrefix(err.Error(), "WRONGPASS") {
+			t.Fatalf("AUTH bad: %v", err)
+		}
+	}
+	if time.Since(start) >= authStepDelay {
+		t.Fatalf("the first %d failures were slowed down", authFreeTries)
+	}
+	start = time.Now()
+	conn.Do(ctx, "AUTH", "bad")
+	if d := time.Since(start); d < authStepDelay {
+		t.Fatalf("failure %d answered in %v, want at least %v", authFreeTries+1, d, authStepDelay)
+	}
+	if err := conn.Do(ctx, "AUTH", "pw").Err(); err != nil {
+		t.Fatalf("AUTH pw: %v", err)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/distlock/distlock/lockapi"
+	"github.com/distlock/distlock/raftfsm"
 )
 
 // Forwarding: a follower passes each lock request to the leader over the
@@ -40,6 +41,8 @@ type fwdRequest struct {
 	Addr     string        `json:"addr,omitempty"`
 	RESPAddr string        `json:"resp_addr,omitempty"`
 	HTTPAddr string        `json:"http_addr,omitempty"`
+	// Argv is the Redis command of a "do" request.
+	Argv [][]byte `json:"argv,omitempty"`
 	// Hops counts forwards so far; a request is forwarded at most once
 	// more by a node that is not the leader.
 	Hops int `json:"hops,omitempty"`
@@ -49,13 +52,19 @@ type fwdRequest struct {
 type fwdResponse struct {
 	Lock  *lockapi.Lock  `json:"lock,omitempty"`
 	Locks []lockapi.Lock `json:"locks,omitempty"`
+	Value *lockapi.Value `json:"value,omitempty"`
 	Code  string         `json:"code,omitempty"`
 	Error string         `json:"error,omitempty"`
 }
 
 // isWrite reports whether a request changes state, so that a lost answer
 // leaves its outcome unknown.
-func (r fwdRequest) isWrite() bool { return r.Op != "info" && r.Op != "list" }
+func (r fwdRequest) isWrite() bool {
+	if r.Op == "do" {
+		return raftfsm.IsWrite(r.Argv)
+	}
+	return r.Op != "info" && r.Op != "list"
+}
 
 // errorCodes name the sentinels that cross the wire (and label metrics).
 var errorCodes = []struct {
@@ -65,7 +74,7 @@ var errorCodes = []struct {
 	{lockapi.ErrHeld, "held"}, {lockapi.ErrNotHeld, "not_held"}, {lockapi.ErrNotFound, "not_found"},
 	{lockapi.ErrInvalid, "invalid"}, {lockapi.ErrNoLeader, "no_leader"}, {lockapi.ErrNoQuorum, "no_quorum"},
 	{lockapi.ErrUnknownOutcome, "unknown_outcome"}, {lockapi.ErrTimeout, "timeout"},
-	{lockapi.ErrShuttingDown, "shutting_down"},
+	{lockapi.ErrShuttingDown, "shutting_down"}, {lockapi.ErrWrongType, "wrong_type"},
 }
 
 // errorCode returns the code of err's sentinel, or "other".
@@ -329,6 +338,11 @@ func (n *Node) handleForwarded(ctx context.Context, req fwdRequest) fwdResponse 
 		resp.Lock = &l
 	case "list":
 		resp.Locks, err = n.localList(ctx)
+	case "do":
+		var v lockapi.Value
+		if v, err = n.localDo(ctx, req.Argv); err == nil {
+			resp.Value = &v
+		}
 	case "register":
 		err = n.localRegister(ctx, req.NodeID, req.RESPAddr, req.HTTPAddr)
 	case "join":

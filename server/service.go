@@ -185,6 +185,9 @@ func (n *Node) localInfo(ctx context.Context, key string) (lockapi.Lock, error) 
 	if !ok || l.Deadline <= at {
 		return lockapi.Lock{}, lockapi.ErrNotFound
 	}
+	if l.IsHash() {
+		return lockapi.Lock{}, lockapi.ErrWrongType
+	}
 	return n.toLock(l, at), nil
 }
 
@@ -198,8 +201,9 @@ func (n *Node) localList(ctx context.Context) ([]lockapi.Lock, error) {
 	}
 	out := make([]lockapi.Lock, 0, len(all))
 	for _, l := range all {
-		// An expire entry for a lock past its deadline may not be applied yet.
-		if l.Deadline > at {
+		// An expire entry for a lock past its deadline may not be applied
+		// yet. Hash keys are not locks.
+		if l.Deadline > at && !l.IsHash() {
 			out = append(out, n.toLock(l, at))
 		}
 	}
@@ -257,6 +261,10 @@ func (n *Node) checkLockArgs(key, owner string, ttl time.Duration) error {
 // remaining lease measured at cluster time now.
 func (n *Node) toLock(l raftfsm.LockState, now time.Duration) lockapi.Lock {
 	out := lockapi.Lock{Key: l.Key, Owner: l.Owner, Token: l.Token, Version: l.Version, TTL: l.TTL, Waiters: n.waits.count(l.Key)}
+	if !l.HasTTL() {
+		out.Persistent = true
+		return out
+	}
 	out.Remaining = max(l.Deadline-now, 0)
 	out.ExpiresAt = n.clock.Now().Add(out.Remaining).UTC()
 	return out
@@ -279,7 +287,7 @@ func (n *Node) fail(op string, err error) error {
 func (n *Node) staleInfo(key string) (lockapi.Lock, error) {
 	l, ok := n.fsm.Get(key)
 	now := n.fsm.Now()
-	if !ok || l.Deadline <= now {
+	if !ok || l.Deadline <= now || l.IsHash() {
 		return lockapi.Lock{}, lockapi.ErrNotFound
 	}
 	return n.toLock(l, now), nil
@@ -289,7 +297,7 @@ func (n *Node) staleList() []lockapi.Lock {
 	now := n.fsm.Now()
 	out := []lockapi.Lock{}
 	for _, l := range n.fsm.List() {
-		if l.Deadline > now {
+		if l.Deadline > now && !l.IsHash() {
 			out = append(out, n.toLock(l, now))
 		}
 	}

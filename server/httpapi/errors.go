@@ -37,7 +37,7 @@ const outcomeUnknown = "the outcome is unknown; retrying with the same owner is 
 //	errUnauthorized                                 401
 //	lockapi.ErrNotFound, errNoRoute, errNoMetrics   404
 //	errMethod                                       405
-//	lockapi.ErrHeld, lockapi.ErrNotHeld             409
+//	lockapi.ErrHeld, lockapi.ErrNotHeld, ErrWrongType 409
 //	errBodyTooLarge                                 413
 //	lockapi.ErrNoLeader, ErrNoQuorum, ErrShuttingDown 503
 //	lockapi.ErrTimeout, ErrUnknownOutcome,
@@ -53,7 +53,7 @@ func errorStatus(err error) (int, string) {
 		return http.StatusNotFound, err.Error()
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed, err.Error()
-	case errors.Is(err, lockapi.ErrHeld), errors.Is(err, lockapi.ErrNotHeld):
+	case errors.Is(err, lockapi.ErrHeld), errors.Is(err, lockapi.ErrNotHeld), errors.Is(err, lockapi.ErrWrongType):
 		return http.StatusConflict, err.Error()
 	case errors.Is(err, errBodyTooLarge):
 		return http.StatusRequestEntityTooLarge, err.Error()
