@@ -41,6 +41,8 @@ func (s *Server) commandTable() map[string]*command {
 		{name: "lock.info", arity: 2, handler: cmdLockInfo},
 		{name: "lock.list", arity: 1, handler: cmdLockList},
 		{name: "cluster.info", arity: 1, handler: cmdClusterInfo},
+		{name: "cluster.join", arity: 3, handler: cmdClusterJoin, flags: []string{"admin"}},
+		{name: "cluster.leave", arity: 2, handler: cmdClusterLeave, flags: []string{"admin"}},
 		// Connection commands (conn.go).
 		{name: "ping", arity: -1, handler: cmdPing},
 		{name: "echo", arity: 2, handler: cmdEcho},

@@ -3,6 +3,7 @@ package resp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -236,7 +237,7 @@ var doCases = []doCase{
 	{name: "client setinfo bad value", args: []any{"client", "setinfo", "lib-ver", "1 2"}, err: "ERR lib-ver cannot contain spaces, newlines or special characters."},
 	{name: "command info get", args: []any{"command", "info", "get"}, want: []any{[]any{"get", int64(2), []any{"readonly", "fast"}, int64(1), int64(1), int64(1), []any{}, []any{}, []any{}, []any{}}}},
 	{name: "command docs", args: []any{"command", "docs"}, want: []any{}, want3: map[any]any{}},
-	{name: "command count", args: []any{"COMMAND", "COUNT"}, want: int64(51)},
+	{name: "command count", args: []any{"COMMAND", "COUNT"}, want: int64(53)},
 	{name: "command unknown", args: []any{"command", "frob"}, err: "ERR unknown subcommand 'frob'. Try COMMAND HELP."},
 	{name: "cluster slots", args: []any{"cluster", "slots"}, err: "ERR This instance has cluster support disabled"},
 	{name: "client tracking", args: []any{"client", "tracking", "on", "optin"}, want: "OK"},
@@ -555,5 +556,50 @@ func TestAuthThrottle(t *testing.T) {
 	}
 	if err := conn.Do(ctx, "AUTH", "pw").Err(); err != nil {
 		t.Fatalf("AUTH pw: %v", err)
+	}
+}
+
+// memberFake is a fakeService that also implements Membership.
+type memberFake struct {
+	*fakeService
+	calls []string
+}
+
+func (m *memberFake) Join(_ context.Context, id, addr string) error {
+	m.calls = append(m.calls, "join "+id+" "+addr)
+	return nil
+}
+
+func (m *memberFake) Leave(_ context.Context, id string) error {
+	m.calls = append(m.calls, "leave "+id)
+	if id == "nobody" {
+		return lockapi.ErrNoLeader
+	}
+	return nil
+}
+
+func TestClusterMembershipCommands(t *testing.T) {
+	ctx := context.Background()
+	svc := &memberFake{fakeService: &fakeService{}}
+	_, addr := startServer(t, Config{Service: svc})
+	rdb := redis.NewClient(&redis.Options{Addr: addr, Protocol: 2, MaxRetries: -1})
+	defer rdb.Close()
+	if s, err := rdb.Do(ctx, "CLUSTER.JOIN", "node4", "host:9004").Text(); err != nil || s != "OK" {
+		t.Fatalf("CLUSTER.JOIN = %q, %v", s, err)
+	}
+	if s, err := rdb.Do(ctx, "cluster.leave", "node4").Text(); err != nil || s != "OK" {
+		t.Fatalf("CLUSTER.LEAVE = %q, %v", s, err)
+	}
+	if err := rdb.Do(ctx, "CLUSTER.LEAVE", "nobody").Err(); err == nil || err.Error() != "CLUSTERDOWN no leader" {
+		t.Fatalf("CLUSTER.LEAVE without a leader: %v", err)
+	}
+	if want := "[join node4 host:9004 leave node4 leave nobody]"; fmt.Sprint(svc.calls) != want {
+		t.Fatalf("service calls %v, want %v", svc.calls, want)
+	}
+	_, plain := startServer(t, Config{Service: &fakeService{}})
+	prdb := redis.NewClient(&redis.Options{Addr: plain, Protocol: 2})
+	defer prdb.Close()
+	if err := prdb.Do(ctx, "CLUSTER.JOIN", "a", "b:1").Err(); err == nil || !strings.Contains(err.Error(), "not supported") {
+		t.Fatalf("CLUSTER.JOIN without membership: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,9 +39,26 @@ func TestJoinAndLeave(t *testing.T) {
 	if code, m := httpJSON(t, "POST", c.procs[1].url("/cluster/leave"), `{"id":"node4"}`); code != 200 || m["success"] != true {
 		t.Fatalf("leave: %d %v", code, m)
 	}
-	poll(t, 10*time.Second, "3 voters again", func() bool {
-		code, m := httpJSONQuiet(lead.url("/cluster/info"))
-		nodes, _ := m["nodes"].([]any)
-		return code == 200 && len(nodes) == 3 && m["quorum_size"] == 2.0
-	})
+	voters := func(n int) func() bool {
+		return func() bool {
+			code, m := httpJSONQuiet(lead.url("/cluster/info"))
+			nodes, _ := m["nodes"].([]any)
+			return code == 200 && len(nodes) == n && m["quorum_size"] == float64(n/2+1)
+		}
+	}
+	poll(t, 10*time.Second, "3 voters again", voters(3))
+
+	// The same over RESP, through a follower: CLUSTER.JOIN, CLUSTER.LEAVE.
+	frdb := c.others(lead)[0].redis(2)
+	if s, err := frdb.Do(ctx, "CLUSTER.JOIN", "node4", fmt.Sprintf("localhost:%d", n4.raftPort)).Text(); err != nil || s != "OK" {
+		t.Fatalf("CLUSTER.JOIN = %q, %v", s, err)
+	}
+	poll(t, 10*time.Second, "4 voters after CLUSTER.JOIN", voters(4))
+	if s, err := frdb.Do(ctx, "CLUSTER.LEAVE", "node4").Text(); err != nil || s != "OK" {
+		t.Fatalf("CLUSTER.LEAVE = %q, %v", s, err)
+	}
+	poll(t, 10*time.Second, "3 voters after CLUSTER.LEAVE", voters(3))
+	if err := frdb.Do(ctx, "CLUSTER.JOIN", "node5").Err(); err == nil || !strings.HasPrefix(err.Error(), "ERR wrong number") {
+		t.Fatalf("CLUSTER.JOIN with one argument: %v", err)
+	}
 }
