@@ -94,6 +94,10 @@ type Config struct {
 	// MaxClients bounds concurrent RESP connections. Default 10000.
 	MaxClients int
 
+	// EnablePprof serves Go's profiler under /debug/pprof/ on the HTTP
+	// listener (behind the password, when one is set). Default off.
+	EnablePprof bool
+
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Registry receives the node's metrics. Default a fresh registry.

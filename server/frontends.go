@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -83,6 +84,11 @@ func (f *frontEnds) startHTTP(n *Node) error {
 	n.httpAddr = n.clientAddr(ln.Addr())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /debug/state", n.debugState)
+	if n.cfg.EnablePprof {
+		mux.Handle("/debug/pprof/", n.requirePassword(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", n.requirePassword(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/trace", n.requirePassword(http.HandlerFunc(pprof.Trace)))
+	}
 	mux.Handle("/", api)
 	f.http = httpapi.NewServer(n.httpAddr, mux)
 	f.done = make(chan error, 1)

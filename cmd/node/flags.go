@@ -58,6 +58,7 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 		dialMapFile = fs.String("test-dial-map", "", "TEST ONLY: file of lines 'host:port=host:port' rewriting the peer addresses this node dials (to route links through proxies)")
 		unsafeBugs  = fs.String("test-unsafe", "", "TEST ONLY: plant bugs (comma-separated: stale-reads, wall-clock-expiry) to prove the safety tests catch them")
 		logFormat   = fs.String("log-format", "text", "log format: text or json")
+		pprofOn     = fs.Bool("enable-pprof", false, "serve Go's profiler under /debug/pprof/ on the HTTP port")
 	)
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
@@ -151,6 +152,7 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 		Password:          password,
 		Logger:            logger,
 		Unsafe:            unsafe,
+		EnablePprof:       *pprofOn,
 	}
 	if *dialMapFile != "" {
 		b, err := readFile(*dialMapFile)
