@@ -59,7 +59,9 @@ func raftError(err error) error {
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
 		return lockapi.ErrUnknownOutcome
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return fmt.Errorf("%w (the command may have been committed)", lockapi.ErrShuttingDown)
+		// The command may already be in the log: its outcome is unknown,
+		// not a definite refusal (CLUSTERDOWN would say nothing happened).
+		return fmt.Errorf("%w (the node shut down with the command in flight)", lockapi.ErrUnknownOutcome)
 	}
 	return fmt.Errorf("raft: %w", err)
 }

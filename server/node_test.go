@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"io"
 	"log/slog"
 	"sync"
@@ -317,4 +318,21 @@ func TestNodePlantedWallClockBug(t *testing.T) {
 		_, err := n.Info(ctx, "k")
 		return errors.Is(err, lockapi.ErrNotFound)
 	})
+}
+
+func TestRaftErrorOutcomes(t *testing.T) {
+	tests := []struct {
+		err  error
+		want error
+	}{
+		{raft.ErrNotLeader, lockapi.ErrNoLeader},
+		{raft.ErrEnqueueTimeout, lockapi.ErrTimeout},
+		{raft.ErrLeadershipLost, lockapi.ErrUnknownOutcome},
+		{raft.ErrRaftShutdown, lockapi.ErrUnknownOutcome},
+	}
+	for _, tt := range tests {
+		if got := raftError(tt.err); !errors.Is(got, tt.want) {
+			t.Errorf("raftError(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
 }
