@@ -16,30 +16,21 @@ import (
 // first served) for up to timeout while another owner holds the lock.
 // Replies null when another owner holds it.
 func cmdLockAcquire(c *client, args [][]byte) {
-	waitArg, hasWait, ok := option(args[4:], "wait")
+	a, ok := c.lockArgs(args, true, "wait")
 	if !ok {
-		c.writeErrorText(errSyntax)
-		return
-	}
-	key, owner, ok := c.keyOwner(args)
-	if !ok {
-		return
-	}
-	ttl, err := c.srv.parseTTL(args[3])
-	if err != nil {
-		c.writeError(err)
 		return
 	}
 	var wait time.Duration
-	if hasWait {
-		if wait, err = c.srv.parseWait(waitArg); err != nil {
+	if a.hasOpt {
+		var err error
+		if wait, err = c.srv.parseWait(a.opt); err != nil {
 			c.writeError(err)
 			return
 		}
 	}
 	ctx, cancel := c.srv.commandContext(wait)
 	defer cancel()
-	lock, err := c.srv.svc.Acquire(ctx, lockapi.AcquireRequest{Key: key, Owner: owner, TTL: ttl, Wait: wait})
+	lock, err := c.srv.svc.Acquire(ctx, lockapi.AcquireRequest{Key: a.key, Owner: a.owner, TTL: a.ttl, Wait: wait})
 	switch {
 	case err == nil:
 		c.writeUint(lock.Token)
@@ -55,30 +46,17 @@ func cmdLockAcquire(c *client, args [][]byte) {
 // ttl from now and replies with its fencing token, unchanged. Fails with
 // NOTHELD when owner does not hold it.
 func cmdLockRenew(c *client, args [][]byte) {
-	tokenArg, hasToken, ok := option(args[4:], "token")
-	if !ok {
-		c.writeErrorText(errSyntax)
-		return
-	}
-	key, owner, ok := c.keyOwner(args)
+	a, ok := c.lockArgs(args, true, "token")
 	if !ok {
 		return
 	}
-	ttl, err := c.srv.parseTTL(args[3])
-	if err != nil {
-		c.writeError(err)
+	token, ok := c.tokenOption(a)
+	if !ok {
 		return
-	}
-	var token uint64
-	if hasToken {
-		if token, err = lockapi.ParseToken(string(tokenArg)); err != nil {
-			c.writeError(err)
-			return
-		}
 	}
 	ctx, cancel := c.srv.commandContext(0)
 	defer cancel()
-	lock, err := c.srv.svc.Renew(ctx, lockapi.RenewRequest{Key: key, Owner: owner, TTL: ttl, Token: token})
+	lock, err := c.srv.svc.Renew(ctx, lockapi.RenewRequest{Key: a.key, Owner: a.owner, TTL: a.ttl, Token: token})
 	if err != nil {
 		c.writeError(err)
 		return
@@ -90,26 +68,17 @@ func cmdLockRenew(c *client, args [][]byte) {
 // help: frees a lock owner holds (with that fencing token, if given);
 // replies 1, or 0 when owner does not hold it.
 func cmdLockRelease(c *client, args [][]byte) {
-	tokenArg, hasToken, ok := option(args[3:], "token")
-	if !ok {
-		c.writeErrorText(errSyntax)
-		return
-	}
-	key, owner, ok := c.keyOwner(args)
+	a, ok := c.lockArgs(args, false, "token")
 	if !ok {
 		return
 	}
-	var token uint64
-	if hasToken {
-		var err error
-		if token, err = lockapi.ParseToken(string(tokenArg)); err != nil {
-			c.writeError(err)
-			return
-		}
+	token, ok := c.tokenOption(a)
+	if !ok {
+		return
 	}
 	ctx, cancel := c.srv.commandContext(0)
 	defer cancel()
-	err := c.srv.svc.Release(ctx, lockapi.ReleaseRequest{Key: key, Owner: owner, Token: token})
+	err := c.srv.svc.Release(ctx, lockapi.ReleaseRequest{Key: a.key, Owner: a.owner, Token: token})
 	switch {
 	case err == nil:
 		c.writeInt(1)
@@ -235,6 +204,56 @@ func ceilMillis(d time.Duration) int64 {
 		return 0
 	}
 	return int64((d + time.Millisecond - 1) / time.Millisecond)
+}
+
+// lockCall is the parsed arguments of LOCK.ACQUIRE, LOCK.RENEW and
+// LOCK.RELEASE: key owner [ttl] [NAME value].
+type lockCall struct {
+	key, owner string
+	ttl        time.Duration
+	opt        []byte // the value of the one NAME option, if hasOpt
+	hasOpt     bool
+}
+
+// lockArgs parses key and owner (args[1], args[2]), the ttl at args[3]
+// when withTTL, and one trailing optName option. On a bad argument it
+// writes the error reply and returns ok false.
+func (c *client) lockArgs(args [][]byte, withTTL bool, optName string) (lockCall, bool) {
+	var a lockCall
+	rest := args[3:]
+	if withTTL {
+		rest = args[4:]
+	}
+	var ok bool
+	if a.opt, a.hasOpt, ok = option(rest, optName); !ok {
+		c.writeErrorText(errSyntax)
+		return a, false
+	}
+	if a.key, a.owner, ok = c.keyOwner(args); !ok {
+		return a, false
+	}
+	if withTTL {
+		var err error
+		if a.ttl, err = c.srv.parseTTL(args[3]); err != nil {
+			c.writeError(err)
+			return a, false
+		}
+	}
+	return a, true
+}
+
+// tokenOption parses a TOKEN option's value (0 when absent), writing the
+// error reply itself on a bad token.
+func (c *client) tokenOption(a lockCall) (uint64, bool) {
+	if !a.hasOpt {
+		return 0, true
+	}
+	token, err := lockapi.ParseToken(string(a.opt))
+	if err != nil {
+		c.writeError(err)
+		return 0, false
+	}
+	return token, true
 }
 
 // keyOwner validates args[1] and args[2] as key and owner, writing the
