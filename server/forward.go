@@ -3,11 +3,9 @@ package server
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
@@ -18,15 +16,8 @@ import (
 
 // Forwarding: a follower passes each lock request to the leader over the
 // leader's raft port (a connection opened with forwardMagic) and relays the
-// answer, so a client pointed at any node just works. Frames are a 4-byte
-// big-endian length and a JSON body; one request at a time per connection.
-
-// maxFrame bounds a forwarded frame (a LOCK.LIST of many locks is the
-// largest).
-const maxFrame = 256 << 20
-
-// forwardIdleTimeout closes forwarding connections idle this long.
-const forwardIdleTimeout = 5 * time.Minute
+// answer, so a client pointed at any node just works. The wire is in
+// forwardmux.go: JSON requests and answers, multiplexed by id.
 
 // fwdRequest is a forwarded request.
 type fwdRequest struct {
@@ -109,103 +100,6 @@ func decodeError(code, msg string) error {
 	return errors.New(msg)
 }
 
-func writeFrame(w io.Writer, v any) error {
-	body, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	buf := make([]byte, 4, 4+len(body))
-	binary.BigEndian.PutUint32(buf, uint32(len(body)))
-	_, err = w.Write(append(buf, body...))
-	return err
-}
-
-func readFrame(r io.Reader, v any) error {
-	var head [4]byte
-	if _, err := io.ReadFull(r, head[:]); err != nil {
-		return err
-	}
-	n := binary.BigEndian.Uint32(head[:])
-	if n > maxFrame {
-		return fmt.Errorf("forwarded frame of %d bytes exceeds %d", n, maxFrame)
-	}
-	body := make([]byte, n)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return err
-	}
-	return json.Unmarshal(body, v)
-}
-
-// forwarder keeps idle connections to leaders.
-type forwarder struct {
-	mu      sync.Mutex
-	idle    map[string][]net.Conn
-	dialMap map[string]string
-}
-
-// maxIdlePerAddr bounds the idle connections kept per leader.
-const maxIdlePerAddr = 64
-
-func (f *forwarder) get(addr string, timeout time.Duration) (net.Conn, error) {
-	f.mu.Lock()
-	for len(f.idle[addr]) > 0 {
-		conns := f.idle[addr]
-		c := conns[len(conns)-1]
-		f.idle[addr] = conns[:len(conns)-1]
-		f.mu.Unlock()
-		if alive(c) {
-			return c, nil
-		}
-		c.Close()
-		f.mu.Lock()
-	}
-	f.mu.Unlock()
-	c, err := dialPeer(f.dialMap, addr, timeout)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.Write([]byte{forwardMagic}); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
-// alive reports whether an idle connection is still open: a read that
-// returns at once with EOF or a reset means the peer closed it.
-func alive(c net.Conn) bool {
-	c.SetReadDeadline(time.Now().Add(time.Microsecond))
-	var b [1]byte
-	_, err := c.Read(b[:])
-	c.SetReadDeadline(time.Time{})
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func (f *forwarder) put(addr string, c net.Conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.idle == nil {
-		f.idle = make(map[string][]net.Conn)
-	}
-	if len(f.idle[addr]) >= maxIdlePerAddr {
-		c.Close()
-		return
-	}
-	f.idle[addr] = append(f.idle[addr], c)
-}
-
-func (f *forwarder) close() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, conns := range f.idle {
-		for _, c := range conns {
-			c.Close()
-		}
-	}
-	f.idle = nil
-}
-
 // forward sends req to the leader at addr and returns its answer. A request
 // that was sent but not answered is a write of unknown outcome (or, for a
 // read, a definite failure).
@@ -219,31 +113,46 @@ func (n *Node) forward(ctx context.Context, addr string, req fwdRequest) (fwdRes
 	if req.Timeout <= 0 {
 		return resp, fmt.Errorf("%w before the request was forwarded", lockapi.ErrTimeout)
 	}
-	c, err := n.fwd.get(addr, min(req.Timeout, time.Second))
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	body, err := json.Marshal(req)
 	if err != nil {
-		return resp, fmt.Errorf("%w: cannot reach the leader at %s: %v", lockapi.ErrNoLeader, addr, err)
+		return resp, fmt.Errorf("encode forwarded request: %w", err)
 	}
-	c.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	defer stop()
-	if err := writeFrame(c, req); err != nil {
-		c.Close()
-		return resp, n.lostAnswer(req, addr, err)
+	var (
+		m    *muxConn
+		id   uint64
+		done <-chan muxResult
+	)
+	// A connection found closed before anything was sent on it is
+	// replaced; a few tries cover a leader that just dropped it.
+	for try := 0; ; try++ {
+		if m, err = n.fwd.conn(addr, min(req.Timeout, time.Second)); err != nil {
+			return resp, fmt.Errorf("%w: cannot reach the leader at %s: %v", lockapi.ErrNoLeader, addr, err)
+		}
+		if id, done, err = m.start(body); err == nil {
+			break
+		} else if try == 2 {
+			return resp, fmt.Errorf("%w: cannot reach the leader at %s: %v", lockapi.ErrNoLeader, addr, err)
+		}
 	}
-	if err := readFrame(c, &resp); err != nil {
-		c.Close()
-		if ctx.Err() != nil && !req.isWrite() {
+	sentAt := time.Now()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return resp, n.lostAnswer(req, addr, r.err)
+		}
+		if err := json.Unmarshal(r.body, &resp); err != nil {
+			return resp, n.lostAnswer(req, addr, fmt.Errorf("undecodable answer: %w", err))
+		}
+		return resp, decodeError(resp.Code, resp.Error)
+	case <-ctx.Done():
+		m.abandon(id, sentAt, errors.Is(ctx.Err(), context.DeadlineExceeded))
+		if !req.isWrite() {
 			return resp, fmt.Errorf("%w: %v", lockapi.ErrTimeout, ctx.Err())
 		}
-		return resp, n.lostAnswer(req, addr, err)
+		return resp, n.lostAnswer(req, addr, ctx.Err())
 	}
-	if !stop() {
-		c.Close() // its deadline was cut short
-	} else {
-		c.SetDeadline(time.Time{})
-		n.fwd.put(addr, c)
-	}
-	return resp, decodeError(resp.Code, resp.Error)
 }
 
 func (n *Node) lostAnswer(req fwdRequest, addr string, err error) error {
@@ -253,51 +162,67 @@ func (n *Node) lostAnswer(req fwdRequest, addr string, err error) error {
 	return fmt.Errorf("%w: the leader at %s did not answer: %v", lockapi.ErrNoLeader, addr, err)
 }
 
-// serveForward answers forwarded requests on one connection until it closes.
+// serveForward answers the requests multiplexed on one forwarding
+// connection until it closes. Each request runs on its own, so concurrent
+// requests reach raft together and share its batches; a cancel frame, or
+// the connection's end, cancels what is still running (a waiting acquire
+// leaves the queue).
 func (n *Node) serveForward(c net.Conn, br *bufio.Reader) {
 	n.fwdConns.Add(1)
 	defer n.fwdConns.Done()
 	defer c.Close()
-	stop := context.AfterFunc(n.ctx, func() { c.Close() })
+	ctx, cancelAll := context.WithCancel(n.ctx)
+	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
+	w := newFrameWriter(c)
+	defer w.stop()
+	var (
+		mu      sync.Mutex
+		running = make(map[uint64]context.CancelFunc)
+		wg      sync.WaitGroup
+	)
+	// On the way out: cancel what runs, wait for it, then stop the writer.
+	defer wg.Wait()
+	defer cancelAll()
+	r := bufio.NewReaderSize(br, 64<<10)
 	for {
-		c.SetReadDeadline(time.Now().Add(forwardIdleTimeout))
-		var req fwdRequest
-		if err := readFrame(br, &req); err != nil {
+		kind, id, body, err := readFrame(r)
+		if err != nil {
 			return
 		}
-		c.SetReadDeadline(time.Time{})
-		ctx, cancel := context.WithTimeout(n.ctx, req.Timeout)
-		var watching chan struct{}
-		var gone bool
-		if req.Wait > 0 {
-			// The caller sends nothing while it waits: a read that ends
-			// other than by our own deadline means it went away, which
-			// takes it out of the queue.
-			watching = make(chan struct{})
-			go func() {
-				defer close(watching)
-				var b [1]byte
-				_, err := br.Read(b[:])
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					return
-				}
-				gone = true
+		switch kind {
+		case frameCancel:
+			mu.Lock()
+			if cancel := running[id]; cancel != nil {
 				cancel()
-			}()
-		}
-		resp := n.handleForwarded(ctx, req)
-		cancel()
-		if watching != nil {
-			c.SetReadDeadline(time.Now())
-			<-watching
-			c.SetReadDeadline(time.Time{})
-			if gone {
+			}
+			mu.Unlock()
+		case frameRequest:
+			var req fwdRequest
+			if err := json.Unmarshal(body, &req); err != nil {
+				n.log.Warn("undecodable forwarded request", "peer", c.RemoteAddr(), "err", err)
 				return
 			}
-		}
-		if err := writeFrame(c, resp); err != nil {
+			rctx, cancel := context.WithTimeout(ctx, req.Timeout)
+			mu.Lock()
+			running[id] = cancel
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp := n.handleForwarded(rctx, req)
+				mu.Lock()
+				delete(running, id)
+				mu.Unlock()
+				cancel()
+				out, err := json.Marshal(resp)
+				if err != nil {
+					out, _ = json.Marshal(fwdResponse{Code: "other", Error: fmt.Sprintf("encode answer: %v", err)})
+				}
+				w.send(frameResponse, id, out)
+			}()
+		default:
+			n.log.Warn("unexpected forwarded frame", "peer", c.RemoteAddr(), "kind", kind)
 			return
 		}
 	}
