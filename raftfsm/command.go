@@ -30,10 +30,15 @@ const (
 	// engine; Wall is the leader's wall clock at proposal, for PXAT/EXAT
 	// and TIME.
 	OpExec Op = 7
+	// OpHandoff releases Key held by Owner (and Token, when non-zero) and,
+	// in the same entry, grants it to NextOwner for NextTTL: the head of
+	// the leader's wait queue gets the lock with one commit instead of two,
+	// and nobody can take it in between.
+	OpHandoff Op = 8
 )
 
 // lastOp is the highest Op this version knows.
-const lastOp = OpExec
+const lastOp = OpHandoff
 
 // String returns the operation's name.
 func (o Op) String() string {
@@ -52,6 +57,8 @@ func (o Op) String() string {
 		return "remove-node"
 	case OpExec:
 		return "exec"
+	case OpHandoff:
+		return "handoff"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
@@ -89,6 +96,9 @@ type Command struct {
 	Wall int64
 	// Args is the Redis command of an OpExec, name first.
 	Args []string
+	// NextOwner and NextTTL are the grant of an OpHandoff.
+	NextOwner string
+	NextTTL   time.Duration
 }
 
 // Encode appends the binary form of c to dst and returns it:
@@ -97,6 +107,7 @@ type Command struct {
 //	len(key) uvarint | key | len(owner) uvarint | owner
 //	[OpSetNode only: len(resp) uvarint | resp | len(http) uvarint | http]
 //	[OpExec only: wall varint | argc uvarint | argc x (len uvarint | arg)]
+//	[OpHandoff only: len(next) uvarint | next | nextTTL varint]
 func Encode(dst []byte, c Command) []byte {
 	dst = append(dst, commandVersion, byte(c.Op))
 	dst = binary.AppendVarint(dst, int64(c.Now))
@@ -114,6 +125,10 @@ func Encode(dst []byte, c Command) []byte {
 		for _, a := range c.Args {
 			dst = appendString(dst, a)
 		}
+	}
+	if c.Op == OpHandoff {
+		dst = appendString(dst, c.NextOwner)
+		dst = binary.AppendVarint(dst, int64(c.NextTTL))
 	}
 	return dst
 }
@@ -156,6 +171,10 @@ func Decode(b []byte) (Command, error) {
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			c.Args = append(c.Args, d.str())
 		}
+	}
+	if c.Op == OpHandoff {
+		c.NextOwner = d.str()
+		c.NextTTL = time.Duration(d.varint())
 	}
 	if d.err != nil {
 		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, d.err)

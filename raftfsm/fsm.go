@@ -1,8 +1,11 @@
 package raftfsm
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +47,9 @@ type Result struct {
 	Expired int
 	// Reply is the Redis reply of an OpExec command.
 	Reply lockapi.Value
+	// Granted is the lock an OpHandoff gave to its NextOwner; it is zero
+	// when the release was refused (Err) or NextTTL was not valid.
+	Granted LockState
 	Err   error
 }
 
@@ -154,6 +160,8 @@ func (f *FSM) apply(idx uint64, c Command) Result {
 		delete(f.nodes, c.Key)
 	case OpExec:
 		r.Reply = f.exec(idx, c)
+	case OpHandoff:
+		f.handoff(idx, c, &r)
 	default:
 		r.Err = fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
 	}
@@ -213,6 +221,25 @@ func (f *FSM) release(c Command, r *Result) {
 	f.remove(cur)
 	f.freed(cur.Key)
 	r.Lock = cur
+}
+
+// handoff releases c.Key like release and grants it to c.NextOwner at idx
+// without freeing it in between (no OnFree: the queue's head was served).
+func (f *FSM) handoff(idx uint64, c Command, r *Result) {
+	cur, err := f.heldBy(c)
+	if err != nil {
+		r.Lock, r.Err = cur, err
+		return
+	}
+	f.remove(cur)
+	r.Lock = cur
+	if c.NextOwner == "" || validTTL(c.NextTTL) != nil {
+		f.freed(cur.Key)
+		return
+	}
+	l := LockState{Key: c.Key, Owner: c.NextOwner, Token: idx, Version: 1, TTL: c.NextTTL, Deadline: f.deadline(c.NextTTL)}
+	f.put(l)
+	r.Granted = l
 }
 
 // heldBy returns the lock on c.Key if c.Owner (and c.Token, when set) holds it.
@@ -359,25 +386,50 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy(), nodes: f.copyNodes(), scripts: f.scripts.copy()}, nil
 }
 
-// Restore replaces all state with the snapshot read from rc.
+// Restore replaces all state with the snapshot read from rc. The keyspace
+// and its expiry index are built, in bulk, before the state is replaced: a
+// stream that does not verify leaves the state untouched.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	st, err := readSnapshot(rc)
 	if err != nil {
 		return err
 	}
+	expiry := buildExpiry(st.locks)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reset()
 	f.now, f.applied = st.now, st.applied
-	for _, l := range st.locks {
-		f.put(l)
-	}
+	f.locks, f.expiry = st.locks, expiry
 	for _, n := range st.nodes {
 		f.nodes[n.id] = n.addrs
 	}
 	f.scripts = st.scripts
 	return nil
+}
+
+// buildExpiry returns the expiry index of locks: the (deadline, key) of
+// every key with a TTL, sorted once and bulk-loaded (inserting them one by
+// one, in key order, costs a tree search each).
+func buildExpiry(locks *btree.Map[string, LockState]) *btree.BTreeG[expiryItem] {
+	items := make([]expiryItem, 0, locks.Len())
+	locks.Scan(func(_ string, l LockState) bool {
+		if l.HasTTL() {
+			items = append(items, expiryItem{l.Deadline, l.Key})
+		}
+		return true
+	})
+	slices.SortFunc(items, func(a, b expiryItem) int {
+		if c := cmp.Compare(a.deadline, b.deadline); c != 0 {
+			return c
+		}
+		return strings.Compare(a.key, b.key)
+	})
+	expiry := btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true})
+	for _, it := range items {
+		expiry.Load(it)
+	}
+	return expiry
 }
 
 // WriteSnapshot writes the current state in the snapshot format to w. Two

@@ -37,6 +37,10 @@ func rel(now time.Duration, key, owner string, token uint64) Command {
 
 func exp(now time.Duration) Command { return Command{Op: OpExpire, Now: now} }
 
+func hand(now time.Duration, key, owner string, token uint64, next string, nextTTL time.Duration) Command {
+	return Command{Op: OpHandoff, Now: now, Key: key, Owner: owner, Token: token, NextOwner: next, NextTTL: nextTTL}
+}
+
 const s = time.Second
 
 func applyCmd(t *testing.T, f *FSM, idx uint64, c Command) *Result {
@@ -175,6 +179,57 @@ func TestFSMSequences(t *testing.T) {
 	}
 }
 
+// TestFSMHandoff: a handoff releases and grants in one entry; the grant's
+// token is the entry's index, nothing is freed in between (OnFree does not
+// fire), and a refused release grants nothing.
+func TestFSMHandoff(t *testing.T) {
+	tests := []struct {
+		name      string
+		cmd       Command
+		wantErr   error
+		wantGrant string // owner of the grant, "" for none
+		wantHeld  string // owner of k afterwards, "" for free
+		wantFreed bool
+	}{
+		{"owner hands over", hand(s, "k", "a", 0, "b", 5*s), nil, "b", "b", false},
+		{"matching token", hand(s, "k", "a", 1, "b", 5*s), nil, "b", "b", false},
+		{"wrong token refused", hand(s, "k", "a", 9, "b", 5*s), lockapi.ErrNotHeld, "", "a", false},
+		{"stranger refused", hand(s, "k", "x", 0, "b", 5*s), lockapi.ErrNotHeld, "", "a", false},
+		{"missing key", hand(s, "nokey", "a", 0, "b", 5*s), lockapi.ErrNotFound, "", "a", false},
+		{"bad next ttl only releases", hand(s, "k", "a", 0, "b", 0), nil, "", "", true},
+		{"after expiry nothing to hand", hand(20*s, "k", "a", 0, "b", 5*s), lockapi.ErrNotFound, "", "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := New()
+			var freed []string
+			f.OnFree(func(k string) { freed = append(freed, k) })
+			applyCmd(t, f, 1, acq(0, "k", "a", 10*s))
+			r := applyCmd(t, f, 2, tt.cmd)
+			if !errors.Is(r.Err, tt.wantErr) || (tt.wantErr == nil && r.Err != nil) {
+				t.Fatalf("err = %v, want %v", r.Err, tt.wantErr)
+			}
+			if r.Granted.Owner != tt.wantGrant {
+				t.Fatalf("granted %+v, want owner %q", r.Granted, tt.wantGrant)
+			}
+			if tt.wantGrant != "" && (r.Granted.Token != 2 || r.Granted.Version != 1 || r.Granted.TTL != 5*s || r.Lock.Owner != "a") {
+				t.Fatalf("grant %+v (released %+v), want token 2, version 1, ttl 5s, released a's lock", r.Granted, r.Lock)
+			}
+			l, ok := f.Get("k")
+			if got := map[bool]string{true: l.Owner}[ok]; got != tt.wantHeld {
+				t.Fatalf("k held by %q, want %q", got, tt.wantHeld)
+			}
+			if (len(freed) > 0) != tt.wantFreed {
+				t.Fatalf("freed %v, want freed=%v", freed, tt.wantFreed)
+			}
+			again, err := Decode(Encode(nil, tt.cmd))
+			if err != nil || again.NextOwner != tt.cmd.NextOwner || again.NextTTL != tt.cmd.NextTTL || again.Owner != tt.cmd.Owner {
+				t.Fatalf("encode round trip: %+v, %v", again, err)
+			}
+		})
+	}
+}
+
 func TestFSMTokensIncreaseAcrossHolders(t *testing.T) {
 	f := New()
 	var last uint64
@@ -254,7 +309,9 @@ func randomLog(seed int64, n int) []Command {
 		now += time.Duration(rng.Intn(400)) * time.Millisecond
 		k, o := keys[rng.Intn(len(keys))], owners[rng.Intn(len(owners))]
 		ttl := time.Duration(1+rng.Intn(3000)) * time.Millisecond
-		switch rng.Intn(4) {
+		switch rng.Intn(5) {
+		case 4:
+			out[i] = hand(now, k, o, 0, owners[rng.Intn(len(owners))], ttl)
 		case 0:
 			out[i] = acq(now, k, o, ttl)
 		case 1:

@@ -169,7 +169,7 @@ func (n *Node) localRenew(ctx context.Context, req lockapi.RenewRequest) (lockap
 }
 
 func (n *Node) localRelease(ctx context.Context, req lockapi.ReleaseRequest) error {
-	_, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpRelease, Key: req.Key, Owner: req.Owner, Token: req.Token})
+	_, err := n.releaseWithHandoff(ctx, raftfsm.Command{Op: raftfsm.OpRelease, Key: req.Key, Owner: req.Owner, Token: req.Token})
 	return err
 }
 
