@@ -210,6 +210,8 @@ METRIC_URLS=("node1=127.0.0.1:$N1H" "node2=127.0.0.1:$N2H" "node3=127.0.0.1:$N3H
 	echo "load on the machine at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$RES/meta.txt"
 
+log "measuring this machine's fsync and loopback round trip (the latency floor)"
+"$BT" floor -dir "$WORK/distlock" >"$RES/floor.json"
 "$BT" scrape "${METRIC_URLS[@]}" >"$RES/metrics-before.json"
 
 # --- the matrix ---

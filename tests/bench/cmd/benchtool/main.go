@@ -2,6 +2,7 @@
 //
 //	benchtool ports N                     print N free loopback TCP ports
 //	benchtool scrape [NAME=]URL...        print watched /metrics series as JSON, keyed by NAME
+//	benchtool floor -dir D                print, as JSON, the p50 of a 4 KiB write+fsync in D and of a loopback round trip
 //	benchtool report -dir D -out FILE     render D's results as markdown
 package main
 
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/distlock/distlock/tests/bench/internal/floor"
 	"github.com/distlock/distlock/tests/bench/internal/promtext"
 	"github.com/distlock/distlock/tests/bench/internal/report"
 )
@@ -22,7 +24,7 @@ import (
 func main() { os.Exit(run(os.Args[1:])) }
 
 func usage() int {
-	fmt.Fprintln(os.Stderr, "usage: benchtool ports N | scrape [NAME=]URL... | report -dir D -out FILE")
+	fmt.Fprintln(os.Stderr, "usage: benchtool ports N | scrape [NAME=]URL... | floor -dir D | report -dir D -out FILE")
 	return 2
 }
 
@@ -69,6 +71,23 @@ func run(args []string) int {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(out); err != nil {
+			return 1
+		}
+		return 0
+	case "floor":
+		fs := flag.NewFlagSet("floor", flag.ContinueOnError)
+		dir := fs.String("dir", os.TempDir(), "directory on the file system to probe (the servers' data dir)")
+		fsyncs := fs.Int("fsyncs", 500, "write+fsync rounds")
+		trips := fs.Int("trips", 5000, "loopback round trips")
+		if err := fs.Parse(args[1:]); err != nil {
+			return usage()
+		}
+		r, err := floor.Measure(floor.Dir(*dir), *fsyncs, *trips)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtool:", err)
+			return 1
+		}
+		if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
 			return 1
 		}
 		return 0

@@ -5,6 +5,7 @@
 //	metrics-before.json   benchtool scrape of every node before the matrix
 //	metrics-after.json    ... and after it
 //	meta.txt              "key: value" lines about the machine and the matrix
+//	floor.json            benchtool floor: fsync and loopback round-trip medians
 package report
 
 import (
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/distlock/distlock/tests/bench/internal/floor"
 	"github.com/distlock/distlock/tests/bench/internal/runner"
 )
 
@@ -34,6 +36,8 @@ type Data struct {
 	Before map[string]map[string]float64
 	After  map[string]map[string]float64
 	Meta   [][2]string
+	// Floor is the machine's fsync and round-trip medians (nil if absent).
+	Floor *floor.Result
 }
 
 // Load reads dir.
@@ -77,6 +81,13 @@ func Load(dir string) (*Data, error) {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 		}
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "floor.json")); err == nil {
+		var f floor.Result
+		if err := json.Unmarshal(b, &f); err != nil {
+			return nil, fmt.Errorf("floor.json: %w", err)
+		}
+		d.Floor = &f
 	}
 	if f, err := os.Open(filepath.Join(dir, "meta.txt")); err == nil {
 		sc := bufio.NewScanner(f)
@@ -267,7 +278,16 @@ func (d *Data) Markdown() string {
 		w("| %s | %s | %.2fx | ≥ %gx | %s |\n", t.name, t.measured, t.ratio, t.goal, v)
 	}
 	if r := d.Find("native", "uncontended", 1); r != nil {
-		w("| uncontended, 1 client: native acquire latency | p50 %s, p99 %s, p999 %s | | measured | - |\n", dur(r.Acquire.P50Us), dur(r.Acquire.P99Us), dur(r.Acquire.P999Us))
+		if f := d.Floor; f != nil && f.BoundUs() > 0 {
+			v := "FAIL"
+			if r.Acquire.P50Us <= f.BoundUs() {
+				v = "pass"
+			}
+			w("| uncontended, 1 client: native acquire p50 vs 2 x (fsync %s + loopback round trip %s), both measured here | p50 %s (p99 %s, p999 %s) vs %s | %.2fx | ≤ 1x | %s |\n",
+				dur(f.FsyncP50Us), dur(f.RTTP50Us), dur(r.Acquire.P50Us), dur(r.Acquire.P99Us), dur(r.Acquire.P999Us), dur(f.BoundUs()), r.Acquire.P50Us/f.BoundUs(), v)
+		} else {
+			w("| uncontended, 1 client: native acquire latency | p50 %s, p99 %s, p999 %s | | measured | - |\n", dur(r.Acquire.P50Us), dur(r.Acquire.P99Us), dur(r.Acquire.P999Us))
+		}
 	}
 	if el, td, ok := d.Elections(); ok {
 		v := "pass"

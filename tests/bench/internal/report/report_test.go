@@ -64,6 +64,31 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// TestFloorTarget: with floor.json the 1-client latency row is judged
+// against 2 x (fsync + round trip).
+func TestFloorTarget(t *testing.T) {
+	for _, c := range []struct {
+		p50  float64
+		want string
+	}{
+		{500, "p50 500 µs (p99 2.50 ms, p999 4.00 ms) vs 600 µs | 0.83x | ≤ 1x | pass |"},
+		{900, "p50 900 µs (p99 2.50 ms, p999 4.00 ms) vs 600 µs | 1.50x | ≤ 1x | FAIL |"},
+	} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
+		writeRun(t, dir, runner.Result{Label: "native", System: "native", Mode: "uncontended", Clients: 1, CyclesPerS: 100,
+			Acquire: runner.Latency{P50Us: c.p50, P99Us: 2500, P999Us: 4000}})
+		os.WriteFile(filepath.Join(dir, "floor.json"), []byte(`{"fsync_p50_us":250,"rtt_p50_us":50,"fsync_n":9,"rtt_n":9}`), 0o644)
+		md, err := Render(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(md, "2 x (fsync 250 µs + loopback round trip 50 µs)") || !strings.Contains(md, c.want) {
+			t.Errorf("p50 %v: missing %q in:\n%s", c.p50, c.want, md)
+		}
+	}
+}
+
 func TestElectionsFail(t *testing.T) {
 	d := &Data{
 		Before: map[string]map[string]float64{"node1": {"raft_election_count": 1, "raft_term": 2}},
