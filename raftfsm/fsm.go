@@ -50,7 +50,7 @@ type Result struct {
 	// Granted is the lock an OpHandoff gave to its NextOwner; it is zero
 	// when the release was refused (Err) or NextTTL was not valid.
 	Granted LockState
-	Err   error
+	Err     error
 }
 
 // NodeAddrs are a cluster member's client addresses, as it registered them.

@@ -134,11 +134,13 @@ func appendLock(b []byte, l LockState) []byte {
 	return b
 }
 
-// snapshotState is a decoded snapshot.
+// snapshotState is a decoded snapshot. locks is a new map built while
+// reading (the keys arrive in ascending order, so it is bulk-loaded), not
+// shared with any FSM until Restore installs it.
 type snapshotState struct {
 	now     time.Duration
 	applied uint64
-	locks   []LockState
+	locks   *btree.Map[string, LockState]
 	nodes   []snapshotNode
 	scripts scriptCache
 }
@@ -157,7 +159,7 @@ const maxSnapshotString = 1 << 20
 
 // readSnapshot decodes and verifies a snapshot stream.
 func readSnapshot(r io.Reader) (snapshotState, error) {
-	var st snapshotState
+	st := snapshotState{locks: new(btree.Map[string, LockState])}
 	crc := crc32.New(castagnoli)
 	br := &crcReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc}
 	head := make([]byte, len(snapshotMagic)+2+8+8+8)
@@ -185,7 +187,7 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 			return st, fmt.Errorf("%w: keys out of order at lock %d", ErrBadSnapshot, i)
 		}
 		prev = l.Key
-		st.locks = append(st.locks, l)
+		st.locks.Load(l.Key, l) // ascending keys: appends to the last leaf
 	}
 	var nb [8]byte
 	if _, err := io.ReadFull(br, nb[:]); err != nil {
@@ -338,7 +340,10 @@ func readString(br *crcReader) (string, error) {
 	if n > maxSnapshotString {
 		return "", fmt.Errorf("string of %d bytes", n)
 	}
-	b := make([]byte, n)
+	if uint64(cap(br.scratch)) < n {
+		br.scratch = make([]byte, n)
+	}
+	b := br.scratch[:n]
 	if _, err := io.ReadFull(br, b); err != nil {
 		return "", err
 	}
@@ -349,6 +354,10 @@ func readString(br *crcReader) (string, error) {
 type crcReader struct {
 	r   *bufio.Reader
 	crc hash.Hash32
+	// one and scratch are reused buffers (ReadByte's checksum input and
+	// readString's read buffer), so reading allocates only the strings.
+	one     [1]byte
+	scratch []byte
 }
 
 func (c *crcReader) Read(p []byte) (int, error) {
@@ -360,7 +369,8 @@ func (c *crcReader) Read(p []byte) (int, error) {
 func (c *crcReader) ReadByte() (byte, error) {
 	b, err := c.r.ReadByte()
 	if err == nil {
-		c.crc.Write([]byte{b})
+		c.one[0] = b
+		c.crc.Write(c.one[:])
 	}
 	return b, err
 }
