@@ -94,6 +94,12 @@ type Config struct {
 	// MaxClients bounds concurrent RESP connections. Default 10000.
 	MaxClients int
 
+	// MemoryHeadroom, when positive, keeps a soft memory limit of the live
+	// heap plus this percentage (plus 64 MiB, at least 256 MiB), so a node
+	// with a large lock table does not hold twice its live heap. 0 leaves
+	// Go's defaults (GOGC=100). Ignored when GOMEMLIMIT is set.
+	MemoryHeadroom int
+
 	// EnablePprof serves Go's profiler under /debug/pprof/ on the HTTP
 	// listener (behind the password, when one is set). Default off.
 	EnablePprof bool

@@ -148,9 +148,13 @@ func (n *Node) startRaft() error {
 		}
 		n.log.Info("bootstrapped a new cluster", "voters", len(servers))
 	}
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go n.watchLeadership(notify)
 	go n.snapshotLoop()
+	go func() {
+		defer n.wg.Done()
+		governMemory(n.ctx, n.cfg.MemoryHeadroom)
+	}()
 	if !bootstrap && n.cfg.Join != "" {
 		n.wg.Add(1)
 		go n.joinLoop()
