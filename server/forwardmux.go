@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,6 +119,9 @@ func (w *frameWriter) loop() {
 		case <-w.done:
 			return
 		}
+		// Let the other goroutines that are ready to send (answers of one
+		// raft batch complete together) add their frames to this write.
+		runtime.Gosched()
 		w.mu.Lock()
 		out, w.buf = w.buf, out[:0]
 		w.mu.Unlock()
