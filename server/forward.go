@@ -109,30 +109,40 @@ func (n *Node) forward(ctx context.Context, addr string, req fwdRequest) (fwdRes
 	if dl, ok := ctx.Deadline(); ok {
 		deadline = dl
 	}
-	req.Timeout = time.Until(deadline)
-	if req.Timeout <= 0 {
+	if time.Until(deadline) <= 0 {
 		return resp, fmt.Errorf("%w before the request was forwarded", lockapi.ErrTimeout)
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	body, err := json.Marshal(req)
-	if err != nil {
-		return resp, fmt.Errorf("encode forwarded request: %w", err)
-	}
 	var (
 		m    *muxConn
 		id   uint64
 		done <-chan muxResult
+		err  error
 	)
 	// A connection found closed before anything was sent on it is
-	// replaced; a few tries cover a leader that just dropped it.
+	// forgotten and replaced; a few tries cover a leader that just
+	// dropped it. Until a request is sent, every failure is definite.
 	for try := 0; ; try++ {
-		if m, err = n.fwd.conn(addr, min(req.Timeout, time.Second)); err != nil {
+		if m, err = n.fwd.conn(ctx, addr, min(time.Until(deadline), time.Second)); err != nil {
+			if ctx.Err() != nil {
+				return resp, fmt.Errorf("%w before the request reached the leader at %s", lockapi.ErrTimeout, addr)
+			}
 			return resp, fmt.Errorf("%w: cannot reach the leader at %s: %v", lockapi.ErrNoLeader, addr, err)
+		}
+		req.Timeout = time.Until(deadline)
+		if req.Timeout <= 0 {
+			return resp, fmt.Errorf("%w before the request was forwarded", lockapi.ErrTimeout)
+		}
+		body, merr := json.Marshal(req)
+		if merr != nil {
+			return resp, fmt.Errorf("encode forwarded request: %w", merr)
 		}
 		if id, done, err = m.start(body); err == nil {
 			break
-		} else if try == 2 {
+		}
+		n.fwd.forget(m)
+		if try == 2 {
 			return resp, fmt.Errorf("%w: cannot reach the leader at %s: %v", lockapi.ErrNoLeader, addr, err)
 		}
 	}

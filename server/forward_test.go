@@ -132,7 +132,7 @@ func TestMuxAnswersOutOfOrderAndFailsOnClose(t *testing.T) {
 	})
 	var f forwarder
 	t.Cleanup(f.close)
-	m, err := f.conn(addr, time.Second)
+	m, err := f.conn(context.Background(), addr, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestMuxAnswersOutOfOrderAndFailsOnClose(t *testing.T) {
 			t.Fatalf("no answer to %d while an earlier request is held", i)
 		}
 	}
-	if m2, _ := f.conn(addr, time.Second); m2 != m {
+	if m2, _ := f.conn(context.Background(), addr, time.Second); m2 != m {
 		t.Fatal("a second connection was dialed to the same leader")
 	}
 	closeConn()
@@ -247,5 +247,57 @@ func TestForwardingManyConcurrent(t *testing.T) {
 	}
 	if _, err := c.nodes[f].Info(ctx, "k0"); !errors.Is(err, lockapi.ErrNotFound) {
 		t.Fatalf("info of a released key: %v", err)
+	}
+}
+
+// TestMuxConnDeadOnArrivalIsForgotten: a connection the leader closes at
+// once is never kept, so the next request dials anew instead of failing
+// on a dead connection forever.
+func TestMuxConnDeadOnArrivalIsForgotten(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	var f forwarder
+	defer f.close()
+	ctx := ctxT(t)
+	for i := range 300 {
+		if _, err := f.conn(ctx, addr, time.Second); err != nil {
+			continue // refused before it was registered: fine
+		}
+		waitFor(t, 2*time.Second, fmt.Sprintf("dead connection %d to be forgotten", i), func() bool {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.conns[addr] == nil
+		})
+	}
+}
+
+// TestForwarderConnHonoursContext: callers waiting for a dial give up when
+// their context ends.
+func TestForwarderConnHonoursContext(t *testing.T) {
+	var f forwarder
+	defer f.close()
+	call := &dialCall{done: make(chan struct{})}
+	f.dialing = map[string]*dialCall{"10.0.0.1:1": call} // a dial that never ends
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := f.conn(ctx, "10.0.0.1:1", time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("conn with a stuck dial: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("waited %s for a dial past the caller's deadline", d)
 	}
 }

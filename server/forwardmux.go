@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -45,6 +46,10 @@ const forwardIdleTimeout = 5 * time.Minute
 
 // forwardWriteTimeout bounds one write of frames to a peer.
 const forwardWriteTimeout = 10 * time.Second
+
+// deadPeerAfter is how long a connection must stay silent while a request
+// waits on it before a timed-out request closes it.
+const deadPeerAfter = 2 * time.Second
 
 // maxKeptBuffer is the largest write buffer kept for reuse.
 const maxKeptBuffer = 1 << 20
@@ -187,9 +192,16 @@ func dialMux(dialMap map[string]string, addr string, timeout time.Duration, onCl
 	}
 	m := &muxConn{addr: addr, c: c, w: newFrameWriter(c), onClose: onClose, pending: make(map[uint64]chan muxResult)}
 	m.lastRecv.Store(time.Now().UnixNano())
-	m.idle = time.AfterFunc(forwardIdleTimeout, m.closeIfIdle)
-	go m.readLoop()
 	return m, nil
+}
+
+// run starts reading answers and the idle check. It is called once m is
+// registered, so a connection that dies at once is forgotten, not kept.
+func (m *muxConn) run() {
+	m.mu.Lock()
+	m.idle = time.AfterFunc(forwardIdleTimeout, m.closeIfIdle)
+	m.mu.Unlock()
+	go m.readLoop()
 }
 
 // start sends a request and returns its id and the channel its answer
@@ -212,9 +224,10 @@ func (m *muxConn) start(body []byte) (uint64, <-chan muxResult, error) {
 }
 
 // abandon withdraws a request whose caller stopped waiting: the leader
-// cancels it (a waiting acquire leaves the queue). If nothing at all was
-// heard on the connection since sentAt, the leader is taken for
-// unreachable and the connection is closed, so the next request dials anew.
+// cancels it (a waiting acquire leaves the queue). If the request timed
+// out and nothing at all was heard on the connection since it was sent, at
+// least deadPeerAfter ago, the leader is taken for unreachable and the
+// connection is closed, so the next request dials anew.
 func (m *muxConn) abandon(id uint64, sentAt time.Time, timedOut bool) {
 	m.mu.Lock()
 	_, ok := m.pending[id]
@@ -224,7 +237,7 @@ func (m *muxConn) abandon(id uint64, sentAt time.Time, timedOut bool) {
 		return
 	}
 	m.w.send(frameCancel, id, nil)
-	if timedOut && m.lastRecv.Load() < sentAt.UnixNano() {
+	if timedOut && m.lastRecv.Load() < sentAt.UnixNano() && time.Since(sentAt) >= deadPeerAfter {
 		m.fail(fmt.Errorf("no answer from %s since %s", m.addr, sentAt.Format(time.RFC3339Nano)))
 	}
 }
@@ -256,12 +269,19 @@ func (m *muxConn) readLoop() {
 // forwardIdleTimeout and nothing is in flight; otherwise it looks again later.
 func (m *muxConn) closeIfIdle() {
 	last := max(m.lastRecv.Load(), m.lastSent.Load())
-	if idle := time.Since(time.Unix(0, last)); idle < forwardIdleTimeout {
-		m.idle.Reset(forwardIdleTimeout - idle)
+	if idle := time.Since(time.Unix(0, last)); idle >= forwardIdleTimeout && m.shut(errMuxClosed, true) {
 		return
+	} else {
+		m.rearm(forwardIdleTimeout - min(idle, forwardIdleTimeout-time.Second))
 	}
-	if !m.shut(errMuxClosed, true) {
-		m.idle.Reset(forwardIdleTimeout)
+}
+
+// rearm schedules the next idle check unless the connection is closed.
+func (m *muxConn) rearm(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed == nil {
+		m.idle.Reset(d)
 	}
 }
 
@@ -280,8 +300,10 @@ func (m *muxConn) shut(err error, onlyIdle bool) bool {
 	m.closed = err
 	pending := m.pending
 	m.pending = nil
+	if m.idle != nil {
+		m.idle.Stop()
+	}
 	m.mu.Unlock()
-	m.idle.Stop()
 	m.w.stop()
 	m.c.Close()
 	for _, ch := range pending {
@@ -297,56 +319,71 @@ func (m *muxConn) shut(err error, onlyIdle bool) bool {
 type forwarder struct {
 	mu      sync.Mutex
 	conns   map[string]*muxConn
-	dialing map[string]*sync.Mutex
+	dialing map[string]*dialCall
 	closed  bool
 	dialMap map[string]string
 }
 
-// conn returns the connection to addr, dialing one if there is none.
-func (f *forwarder) conn(addr string, timeout time.Duration) (*muxConn, error) {
-	f.mu.Lock()
-	if f.closed {
-		f.mu.Unlock()
-		return nil, errMuxClosed
-	}
-	if m := f.conns[addr]; m != nil {
-		f.mu.Unlock()
-		return m, nil
-	}
-	if f.dialing == nil {
-		f.dialing = make(map[string]*sync.Mutex)
-	}
-	dl := f.dialing[addr]
-	if dl == nil {
-		dl = new(sync.Mutex)
-		f.dialing[addr] = dl
-	}
-	f.mu.Unlock()
+// dialCall is a dial in progress; every caller that needs the same
+// address waits for it instead of dialing again.
+type dialCall struct {
+	done chan struct{}
+	m    *muxConn
+	err  error
+}
 
-	// One dial per address at a time: the others wait for its connection.
-	dl.Lock()
-	defer dl.Unlock()
+// conn returns the connection to addr, dialing one if there is none. It
+// gives up when ctx ends; the dial itself is bounded by timeout.
+func (f *forwarder) conn(ctx context.Context, addr string, timeout time.Duration) (*muxConn, error) {
 	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return nil, errMuxClosed
+	}
 	if m := f.conns[addr]; m != nil {
 		f.mu.Unlock()
 		return m, nil
 	}
+	call := f.dialing[addr]
+	if call == nil {
+		call = &dialCall{done: make(chan struct{})}
+		if f.dialing == nil {
+			f.dialing = make(map[string]*dialCall)
+		}
+		f.dialing[addr] = call
+		go f.dial(addr, timeout, call)
+	}
 	f.mu.Unlock()
+	select {
+	case <-call.done:
+		return call.m, call.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// dial connects to addr and registers the connection before it starts
+// reading from it.
+func (f *forwarder) dial(addr string, timeout time.Duration, call *dialCall) {
 	m, err := dialMux(f.dialMap, addr, timeout, f.forget)
-	if err != nil {
-		return nil, err
-	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
+	delete(f.dialing, addr)
+	switch {
+	case err != nil:
+		call.err = err
+	case f.closed:
+		call.err = errMuxClosed
 		go m.fail(errMuxClosed)
-		return nil, errMuxClosed
+	default:
+		if f.conns == nil {
+			f.conns = make(map[string]*muxConn)
+		}
+		f.conns[addr] = m
+		call.m = m
+		m.run()
 	}
-	if f.conns == nil {
-		f.conns = make(map[string]*muxConn)
-	}
-	f.conns[addr] = m
-	return m, nil
+	f.mu.Unlock()
+	close(call.done)
 }
 
 // forget drops a closed connection from the map.

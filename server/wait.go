@@ -13,34 +13,59 @@ import (
 // waitQueues holds, on the leader, the callers queued for held locks
 // (LOCK.ACQUIRE ... WAIT). Each key has a FIFO queue; only its head tries to
 // acquire, and it is woken when the state machine frees the key, so a
-// release wakes exactly one waiter and the longest waiter goes first.
+// release wakes exactly one waiter and the longest waiter goes first. A
+// release by the holder may instead claim the head and hand it the lock in
+// the release's own raft entry (OpHandoff).
+//
+// A waiter moves between states only under mu:
+//
+//	queued  -> trying   (startTry: it heads the queue and proposes an acquire)
+//	trying  -> queued   (endTry: refused, still held) or done (anything else)
+//	queued  -> claimed  (claim: a release proposes a handoff to it)
+//	claimed -> done     (settle: the handoff's outcome is on handed)
+//	claimed -> queued   (unclaim: nothing was handed; back at the head)
+//	queued  -> left     (leave: its wait ended)
+//
+// A claimed waiter whose wait ends is marked leaving and waits for the
+// claim's outcome; unclaim then ends it instead of queueing it again. So
+// exactly one outcome reaches a claimed waiter, and a waiter that left is
+// never queued again.
 type waitQueues struct {
 	mu   sync.Mutex
 	keys map[string][]*waiter
 }
 
-// waiter is one queued caller. A release by the holder may claim the head
-// waiter and hand it the lock in the release's own raft entry (OpHandoff):
-// claimed waiters are out of the queue and get their outcome on handed.
+type waiterState int
+
+const (
+	waiterQueued waiterState = iota
+	waiterTrying
+	waiterClaimed
+	waiterDone
+	waiterLeft
+)
+
+// waiter is one queued caller.
 type waiter struct {
 	owner  string
 	ttl    time.Duration
 	wake   chan struct{}
-	handed chan handoff // one outcome per claim
-	trying bool         // proposing its own acquire: not claimable
+	handed chan handoff // the outcome of a claim, sent once
+
+	state   waiterState // guarded by waitQueues.mu
+	leaving bool        // claimed, and its wait ended
 }
 
-// handoff is what a claimed waiter gets: the lock, an error whose outcome
-// is unknown, or retry (the release was refused; the waiter is queued
-// again at the head).
+// handoff is the outcome of a claim: the lock, an error whose outcome is
+// unknown, or refused (nothing was handed; only sent to a leaving waiter).
 type handoff struct {
-	res   raftfsm.Result
-	err   error
-	retry bool
+	res     raftfsm.Result
+	err     error
+	refused bool
 }
 
 func (q *waitQueues) enqueue(key, owner string, ttl time.Duration) *waiter {
-	w := &waiter{owner: owner, ttl: ttl, wake: make(chan struct{}, 1), handed: make(chan handoff, 2)}
+	w := &waiter{owner: owner, ttl: ttl, wake: make(chan struct{}, 1), handed: make(chan handoff, 1)}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.keys == nil {
@@ -53,16 +78,12 @@ func (q *waitQueues) enqueue(key, owner string, ttl time.Duration) *waiter {
 	return w
 }
 
-// remove takes w out of key's queue and wakes the new head if w led it.
-// It returns false if w is not queued (a release claimed it).
-func (q *waitQueues) remove(key string, w *waiter) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
+// unlink takes w out of key's queue, waking the new head if w led it.
+// q.mu must be held.
+func (q *waitQueues) unlink(key string, w *waiter) {
 	ws := q.keys[key]
-	found := false
 	for i, x := range ws {
 		if x == w {
-			found = true
 			ws = append(ws[:i], ws[i+1:]...)
 			if i == 0 && len(ws) > 0 {
 				signal(ws[0])
@@ -70,16 +91,58 @@ func (q *waitQueues) remove(key string, w *waiter) bool {
 			break
 		}
 	}
-	q.set(key, ws)
-	return found
-}
-
-func (q *waitQueues) set(key string, ws []*waiter) {
 	if len(ws) == 0 {
 		delete(q.keys, key)
 	} else {
 		q.keys[key] = ws
 	}
+}
+
+// leave ends w's wait. It returns false if a release has claimed w: the
+// caller must then take the claim's outcome from w.handed.
+func (q *waitQueues) leave(key string, w *waiter) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch w.state {
+	case waiterQueued:
+		q.unlink(key, w)
+		w.state = waiterLeft
+		return true
+	case waiterClaimed:
+		w.leaving = true
+	}
+	return false // claimed, or done with its outcome already on handed
+}
+
+// startTry moves w to trying if it heads key's queue, or, when this node
+// no longer leads, whatever its place (it tries, to learn of it). claimed
+// reports that a release has claimed w: its outcome will arrive on handed.
+func (q *waitQueues) startTry(key string, w *waiter, leader bool) (try, claimed bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if w.state != waiterQueued {
+		return false, w.state == waiterClaimed || w.state == waiterDone
+	}
+	if ws := q.keys[key]; leader && (len(ws) == 0 || ws[0] != w) {
+		return false, false
+	}
+	w.state = waiterTrying
+	return true, false
+}
+
+// endTry records the outcome of w's own acquire: refused (still held)
+// puts it back in the queue; anything else ends its wait. It reports
+// whether the wait is over.
+func (q *waitQueues) endTry(key string, w *waiter, err error) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if errors.Is(err, lockapi.ErrHeld) {
+		w.state = waiterQueued
+		return false
+	}
+	q.unlink(key, w)
+	w.state = waiterDone
+	return true
 }
 
 // claim takes key's head waiter out of the queue for a handoff, unless it
@@ -88,41 +151,43 @@ func (q *waitQueues) claim(key string) *waiter {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	ws := q.keys[key]
-	if len(ws) == 0 || ws[0].trying {
+	if len(ws) == 0 || ws[0].state != waiterQueued {
 		return nil
 	}
 	w := ws[0]
-	q.set(key, ws[1:])
+	if len(ws) == 1 {
+		delete(q.keys, key)
+	} else {
+		q.keys[key] = ws[1:]
+	}
+	w.state = waiterClaimed
 	return w
 }
 
-// unclaim puts a claimed waiter back at the head of key's queue (the
-// release it was claimed by was refused) and wakes it.
+// settle gives a claimed waiter the outcome of its handoff.
+func (q *waitQueues) settle(w *waiter, h handoff) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	w.state = waiterDone
+	w.handed <- h // never blocks: one outcome per waiter
+}
+
+// unclaim returns a claimed waiter to the head of key's queue (nothing was
+// handed), or ends it if its wait ended meanwhile.
 func (q *waitQueues) unclaim(key string, w *waiter) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if w.leaving {
+		w.state = waiterLeft
+		w.handed <- handoff{refused: true}
+		return
+	}
+	w.state = waiterQueued
 	if q.keys == nil {
 		q.keys = make(map[string][]*waiter)
 	}
 	q.keys[key] = append([]*waiter{w}, q.keys[key]...)
 	signal(w)
-}
-
-// startTry marks w as proposing its own acquire if it heads key's queue.
-func (q *waitQueues) startTry(key string, w *waiter) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if ws := q.keys[key]; len(ws) == 0 || ws[0] != w {
-		return false
-	}
-	w.trying = true
-	return true
-}
-
-func (q *waitQueues) endTry(w *waiter) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	w.trying = false
 }
 
 // freed wakes the head waiter of key. It never blocks: it runs inside the
@@ -135,12 +200,14 @@ func (q *waitQueues) freed(key string) {
 	}
 }
 
-// wakeAll wakes every head (leadership changed: they retry and learn it).
+// wakeAll wakes every waiter (leadership changed: they try and learn it).
 func (q *waitQueues) wakeAll() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, ws := range q.keys {
-		signal(ws[0])
+		for _, w := range ws {
+			signal(w)
+		}
 	}
 }
 
@@ -170,65 +237,49 @@ func (n *Node) waitAndAcquire(ctx context.Context, cmd raftfsm.Command, wait tim
 	for {
 		select {
 		case <-waitCtx.Done():
-			if n.waits.remove(cmd.Key, w) {
+			if n.waits.leave(cmd.Key, w) {
 				if ctx.Err() != nil {
 					return raftfsm.Result{}, ctx.Err()
 				}
 				return raftfsm.Result{}, lockapi.ErrHeld
 			}
-			// A release claimed us as the wait ended: take its outcome.
-			return n.takeHandoff(ctx, cmd.Key, w, <-w.handed)
+			// A release claimed us as the wait ended: its outcome decides.
+			return handedResult(ctx, <-w.handed)
 		case h := <-w.handed:
-			if h.retry {
-				continue
-			}
-			return n.takeHandoff(ctx, cmd.Key, w, h)
+			return handedResult(ctx, h)
 		case <-w.wake:
 		}
-		// Only the head tries; after a leadership change everyone does,
-		// to learn of it.
-		if leader := n.isLeader(); !n.waits.startTry(cmd.Key, w) && leader {
-			continue
+		try, _ := n.waits.startTry(cmd.Key, w, n.isLeader())
+		if !try {
+			continue // not our turn, or claimed: the outcome comes on handed
 		}
 		res, err := n.apply(ctx, cmd)
-		n.waits.endTry(w)
-		if !errors.Is(err, lockapi.ErrHeld) {
-			n.waits.remove(cmd.Key, w)
+		if n.waits.endTry(cmd.Key, w, err) {
 			return res, err
 		}
 	}
 }
 
-// takeHandoff returns the lock a release handed to w. A caller that went
-// away meanwhile does not keep it: the lock is released at once, so it does
-// not sit unused until its TTL runs out.
-func (n *Node) takeHandoff(ctx context.Context, key string, w *waiter, h handoff) (raftfsm.Result, error) {
-	if h.retry {
-		// The release was refused and w requeued; the wait is over.
-		n.waits.remove(key, w)
-		if ctx.Err() != nil {
-			return raftfsm.Result{}, ctx.Err()
-		}
-		return raftfsm.Result{}, lockapi.ErrHeld
-	}
-	if h.err != nil {
+// handedResult is what a claimed waiter answers. A lock handed to a caller
+// that went away meanwhile stays granted until its TTL runs out, as any
+// grant whose answer is lost: releasing it here could free a lock the same
+// owner has since been granted again (a retried acquire extends it, with
+// the same token).
+func handedResult(ctx context.Context, h handoff) (raftfsm.Result, error) {
+	switch {
+	case h.err != nil:
 		return raftfsm.Result{}, h.err
-	}
-	if ctx.Err() != nil {
-		g := h.res.Granted
-		go func() {
-			rctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
-			defer cancel()
-			if _, err := n.apply(rctx, raftfsm.Command{Op: raftfsm.OpRelease, Key: g.Key, Owner: g.Owner, Token: g.Token}); err != nil {
-				n.log.Debug("release of a lock handed to a caller that left", "key", g.Key, "err", err)
-			}
-		}()
+	case h.refused && ctx.Err() != nil:
+		return raftfsm.Result{}, ctx.Err()
+	case h.refused:
+		return raftfsm.Result{}, lockapi.ErrHeld
+	case ctx.Err() != nil:
 		return raftfsm.Result{}, ctx.Err()
 	}
 	return raftfsm.Result{Lock: h.res.Granted}, nil
 }
 
-// releaseWithHandoff releases req's lock; when a caller waits for it, the
+// releaseWithHandoff releases cmd's lock; when a caller waits for it, the
 // same raft entry grants it to the head waiter (OpHandoff).
 func (n *Node) releaseWithHandoff(ctx context.Context, cmd raftfsm.Command) (raftfsm.Result, error) {
 	w := n.waits.claim(cmd.Key)
@@ -239,16 +290,25 @@ func (n *Node) releaseWithHandoff(ctx context.Context, cmd raftfsm.Command) (raf
 	res, err := n.apply(ctx, cmd)
 	switch {
 	case err == nil && res.Granted.Owner != "":
-		w.handed <- handoff{res: res}
-	case err == nil, errors.Is(err, lockapi.ErrNotHeld), errors.Is(err, lockapi.ErrNotFound),
-		errors.Is(err, lockapi.ErrWrongType), errors.Is(err, lockapi.ErrInvalid),
-		errors.Is(err, lockapi.ErrTimeout), errors.Is(err, lockapi.ErrNoLeader), errors.Is(err, lockapi.ErrShuttingDown):
-		// Nothing was handed (a refusal, or nothing was submitted).
+		n.waits.settle(w, handoff{res: res})
+	case err == nil, definiteFailure(err):
+		// Nothing was handed: a refusal, or nothing was submitted.
 		n.waits.unclaim(cmd.Key, w)
-		w.handed <- handoff{retry: true}
 	default:
 		// The entry may or may not have committed: so may the grant.
-		w.handed <- handoff{err: err}
+		n.waits.settle(w, handoff{err: err})
 	}
 	return res, err
+}
+
+// definiteFailure reports whether err from apply means the command was
+// refused by the state machine or never submitted.
+func definiteFailure(err error) bool {
+	for _, e := range []error{lockapi.ErrNotHeld, lockapi.ErrNotFound, lockapi.ErrWrongType, lockapi.ErrInvalid,
+		lockapi.ErrHeld, lockapi.ErrTimeout, lockapi.ErrNoLeader, lockapi.ErrShuttingDown} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,9 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand"
+	"sync"
 	"testing"
 	"time"
 
@@ -88,23 +91,152 @@ func TestRefusedReleaseKeepsWaiterQueued(t *testing.T) {
 	}
 }
 
-// TestHandoffToDepartedCallerIsReleased: a lock handed to a caller that
-// went away at that moment is released at once, not held until its TTL.
-func TestHandoffToDepartedCallerIsReleased(t *testing.T) {
+// TestWaitQueueStates walks a waiter through the claims and exits that
+// races between a release and the waiter's own wait can produce: a waiter
+// gets exactly one outcome per claim and is never queued again once its
+// wait has ended.
+func TestWaitQueueStates(t *testing.T) {
+	granted := handoff{res: raftfsm.Result{Granted: raftfsm.LockState{Key: "k", Owner: "w", Token: 9}}}
+	tests := []struct {
+		name      string
+		run       func(q *waitQueues, w *waiter) // after enqueue(k, w)
+		wantCount int
+		wantOut   *handoff // what w.handed holds, nil for nothing
+	}{
+		{"claim skips a head that is trying", func(q *waitQueues, w *waiter) {
+			q.startTry("k", w, true)
+			if q.claim("k") != nil {
+				t.Error("claimed a trying waiter")
+			}
+			q.endTry("k", w, lockapi.ErrHeld)
+		}, 1, nil},
+		{"own acquire done: gone from the queue at once", func(q *waitQueues, w *waiter) {
+			q.startTry("k", w, true)
+			q.endTry("k", w, nil)
+			if q.claim("k") != nil {
+				t.Error("claimed a waiter that is done")
+			}
+		}, 0, nil},
+		{"refused handoff: back at the head", func(q *waitQueues, w *waiter) {
+			q.claim("k")
+			q.unclaim("k", w)
+		}, 1, nil},
+		{"left while claimed, then refused: ends, not queued again", func(q *waitQueues, w *waiter) {
+			q.claim("k")
+			if q.leave("k", w) {
+				t.Error("leave of a claimed waiter returned true")
+			}
+			q.unclaim("k", w)
+		}, 0, &handoff{refused: true}},
+		{"left while claimed, then granted: the grant is delivered", func(q *waitQueues, w *waiter) {
+			q.claim("k")
+			q.leave("k", w)
+			q.settle(w, granted)
+		}, 0, &granted},
+		{"not leader: a non-head tries to learn it", func(q *waitQueues, w *waiter) {
+			other := q.enqueue("k", "x", time.Second)
+			if try, _ := q.startTry("k", other, true); try {
+				t.Error("a non-head tried while leader")
+			}
+			if try, _ := q.startTry("k", other, false); !try {
+				t.Error("a non-head did not try after leadership moved")
+			}
+			q.endTry("k", other, lockapi.ErrNoLeader)
+		}, 1, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var q waitQueues
+			w := q.enqueue("k", "w", time.Second)
+			tt.run(&q, w)
+			if got := q.count("k"); got != tt.wantCount {
+				t.Errorf("%d queued, want %d", got, tt.wantCount)
+			}
+			select {
+			case h := <-w.handed:
+				if tt.wantOut == nil || h.refused != tt.wantOut.refused || h.res.Granted != tt.wantOut.res.Granted {
+					t.Errorf("handed %+v, want %+v", h, tt.wantOut)
+				}
+			default:
+				if tt.wantOut != nil {
+					t.Errorf("nothing handed, want %+v", *tt.wantOut)
+				}
+			}
+		})
+	}
+}
+
+// TestWaiterLeavingWhileClaimedTakesTheOutcome: a caller whose wait ends
+// while a release hands it the lock gets the lock (the wait timed out) or
+// its context's error (it went away), never a definite "held".
+func TestWaiterLeavingWhileClaimedTakesTheOutcome(t *testing.T) {
+	granted := handoff{res: raftfsm.Result{Granted: raftfsm.LockState{Key: "k", Owner: "w", Token: 9}}}
+	if res, err := handedResult(context.Background(), granted); err != nil || res.Lock.Token != 9 {
+		t.Fatalf("timed-out waiter handed a lock: %+v, %v", res, err)
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := handedResult(gone, granted); !errors.Is(err, context.Canceled) {
+		t.Fatalf("departed waiter handed a lock: %v", err)
+	}
+	if _, err := handedResult(context.Background(), handoff{refused: true}); !errors.Is(err, lockapi.ErrHeld) {
+		t.Fatalf("refused handoff at the end of a wait: %v", err)
+	}
+	if _, err := handedResult(context.Background(), handoff{err: lockapi.ErrUnknownOutcome}); !errors.Is(err, lockapi.ErrUnknownOutcome) {
+		t.Fatalf("unknown handoff: %v", err)
+	}
+}
+
+// TestWaitStress races waiting acquires, timeouts, departures and releases
+// on one key: every call returns, holders never overlap, and the queue
+// ends empty.
+func TestWaitStress(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil)
 	ctx := ctxT(t)
-	res, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpAcquire, Key: "k", Owner: "gone", TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
+	var mu sync.Mutex
+	holder, grants := "", 0
+	deadline := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			owner := fmt.Sprintf("o%d", i)
+			rng := rand.New(rand.NewSource(int64(i)))
+			for round := 0; round < 200 && time.Now().Before(deadline); round++ {
+				cctx, cancel := context.WithTimeout(ctx, time.Duration(rng.Intn(40))*time.Millisecond)
+				l, err := n.Acquire(cctx, lockapi.AcquireRequest{Key: "k", Owner: owner, TTL: 300 * time.Millisecond, Wait: time.Duration(1+rng.Intn(30)) * time.Millisecond})
+				cancel()
+				if err != nil {
+					continue // held, timed out, or left: a grant whose answer was lost expires with its TTL
+				}
+				mu.Lock()
+				if holder != "" {
+					t.Errorf("%s granted while %s holds the lock", owner, holder)
+				}
+				holder = owner
+				grants++
+				mu.Unlock()
+				time.Sleep(time.Duration(rng.Intn(2)) * time.Millisecond)
+				mu.Lock()
+				holder = ""
+				mu.Unlock()
+				if err := n.Release(ctx, lockapi.ReleaseRequest{Key: "k", Owner: owner, Token: l.Token}); err != nil {
+					t.Errorf("%s release: %v", owner, err)
+				}
+			}
+		}()
 	}
-	gone, cancel := context.WithCancel(ctx)
-	cancel()
-	w := &waiter{owner: "gone", ttl: time.Minute}
-	if _, err := n.takeHandoff(gone, "k", w, handoff{res: raftfsm.Result{Granted: res.Lock}}); !errors.Is(err, context.Canceled) {
-		t.Fatalf("handoff to a departed caller: %v", err)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("waiters or releases hung")
 	}
-	waitFor(t, 5*time.Second, "the orphaned lock to be released", func() bool {
-		_, err := n.Info(ctx, "k")
-		return errors.Is(err, lockapi.ErrNotFound)
-	})
+	waitFor(t, 2*time.Second, "the queue to drain", func() bool { return n.waits.count("k") == 0 })
+	if grants < 20 {
+		t.Fatalf("only %d grants: the test did not exercise handovers", grants)
+	}
+	t.Logf("%d grants", grants)
 }
