@@ -3,7 +3,6 @@ package server
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -17,35 +16,35 @@ import (
 // Forwarding: a follower passes each lock request to the leader over the
 // leader's raft port (a connection opened with forwardMagic) and relays the
 // answer, so a client pointed at any node just works. The wire is in
-// forwardmux.go: JSON requests and answers, multiplexed by id.
+// forwardmux.go (frames multiplexed by id) and forwardcodec.go (bodies).
 
 // fwdRequest is a forwarded request.
 type fwdRequest struct {
-	Op       string        `json:"op"`
-	Key      string        `json:"key,omitempty"`
-	Owner    string        `json:"owner,omitempty"`
-	TTL      time.Duration `json:"ttl,omitempty"`
-	Wait     time.Duration `json:"wait,omitempty"`
-	Token    uint64        `json:"token,omitempty"`
-	Timeout  time.Duration `json:"timeout,omitempty"`
-	NodeID   string        `json:"node_id,omitempty"`
-	Addr     string        `json:"addr,omitempty"`
-	RESPAddr string        `json:"resp_addr,omitempty"`
-	HTTPAddr string        `json:"http_addr,omitempty"`
+	Op       string
+	Key      string
+	Owner    string
+	TTL      time.Duration
+	Wait     time.Duration
+	Token    uint64
+	Timeout  time.Duration
+	NodeID   string
+	Addr     string
+	RESPAddr string
+	HTTPAddr string
 	// Argv is the Redis command of a "do" request.
-	Argv [][]byte `json:"argv,omitempty"`
+	Argv [][]byte
 	// Hops counts forwards so far; a request is forwarded at most once
 	// more by a node that is not the leader.
-	Hops int `json:"hops,omitempty"`
+	Hops int
 }
 
 // fwdResponse is the leader's answer.
 type fwdResponse struct {
-	Lock  *lockapi.Lock  `json:"lock,omitempty"`
-	Locks []lockapi.Lock `json:"locks,omitempty"`
-	Value *lockapi.Value `json:"value,omitempty"`
-	Code  string         `json:"code,omitempty"`
-	Error string         `json:"error,omitempty"`
+	Lock  *lockapi.Lock
+	Locks []lockapi.Lock
+	Value *lockapi.Value
+	Code  string
+	Error string
 }
 
 // isWrite reports whether a request changes state, so that a lost answer
@@ -134,11 +133,7 @@ func (n *Node) forward(ctx context.Context, addr string, req fwdRequest) (fwdRes
 		if req.Timeout <= 0 {
 			return resp, fmt.Errorf("%w before the request was forwarded", lockapi.ErrTimeout)
 		}
-		body, merr := json.Marshal(req)
-		if merr != nil {
-			return resp, fmt.Errorf("encode forwarded request: %w", merr)
-		}
-		if id, done, err = m.start(body); err == nil {
+		if id, done, err = m.start(encodeRequest(req)); err == nil {
 			break
 		}
 		n.fwd.forget(m)
@@ -152,7 +147,7 @@ func (n *Node) forward(ctx context.Context, addr string, req fwdRequest) (fwdRes
 		if r.err != nil {
 			return resp, n.lostAnswer(req, addr, r.err)
 		}
-		if err := json.Unmarshal(r.body, &resp); err != nil {
+		if resp, err = decodeResponse(r.body); err != nil {
 			return resp, n.lostAnswer(req, addr, fmt.Errorf("undecodable answer: %w", err))
 		}
 		return resp, decodeError(resp.Code, resp.Error)
@@ -208,8 +203,8 @@ func (n *Node) serveForward(c net.Conn, br *bufio.Reader) {
 			}
 			mu.Unlock()
 		case frameRequest:
-			var req fwdRequest
-			if err := json.Unmarshal(body, &req); err != nil {
+			req, err := decodeRequest(body)
+			if err != nil {
 				n.log.Warn("undecodable forwarded request", "peer", c.RemoteAddr(), "err", err)
 				return
 			}
@@ -225,11 +220,7 @@ func (n *Node) serveForward(c net.Conn, br *bufio.Reader) {
 				delete(running, id)
 				mu.Unlock()
 				cancel()
-				out, err := json.Marshal(resp)
-				if err != nil {
-					out, _ = json.Marshal(fwdResponse{Code: "other", Error: fmt.Sprintf("encode answer: %v", err)})
-				}
-				w.send(frameResponse, id, out)
+				w.send(frameResponse, id, encodeResponse(resp))
 			}()
 		default:
 			n.log.Warn("unexpected forwarded frame", "peer", c.RemoteAddr(), "kind", kind)
