@@ -15,12 +15,23 @@ import (
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return freeAddrs(t, 1)[0]
+}
+
+// freeAddrs returns n distinct free loopback addresses: the listeners stay
+// open until all are chosen, so the kernel cannot hand out one port twice.
+func freeAddrs(t *testing.T, n int) []string {
+	t.Helper()
+	addrs := make([]string, n)
+	for i := range addrs {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		addrs[i] = ln.Addr().String()
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return addrs
 }
 
 // testCluster is n in-process nodes on loopback.
@@ -33,10 +44,7 @@ type testCluster struct {
 func newTestCluster(t *testing.T, size int, mod func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
-	addrs := make([]string, size)
-	for i := range addrs {
-		addrs[i] = freeAddr(t)
-	}
+	addrs := freeAddrs(t, size)
 	for i := 0; i < size; i++ {
 		cfg := Config{
 			ID:                fmt.Sprintf("n%d", i+1),
@@ -59,16 +67,16 @@ func newTestCluster(t *testing.T, size int, mod func(*Config)) *testCluster {
 		c.cfgs = append(c.cfgs, cfg)
 		c.nodes = append(c.nodes, nil)
 	}
-	for i := range c.cfgs {
-		c.start(i)
-	}
-	t.Cleanup(func() {
+	t.Cleanup(func() { // registered first: a node that started is closed even if a later one fails
 		for _, n := range c.nodes {
 			if n != nil {
 				n.Close()
 			}
 		}
 	})
+	for i := range c.cfgs {
+		c.start(i)
+	}
 	return c
 }
 

@@ -22,6 +22,10 @@ import (
 // snapshotsRetained is how many snapshots the file snapshot store keeps.
 const snapshotsRetained = 2
 
+// logCacheSize is how many recent log entries the leader keeps decoded for
+// replication.
+const logCacheSize = 1024
+
 // Node is one member of the lock cluster. It implements lockapi.Service.
 type Node struct {
 	cfg   Config
@@ -105,7 +109,7 @@ func (n *Node) startRaft() error {
 		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 	})
 
-	rc := raft.DefaultConfig()
+	rc := raft.DefaultConfig() // MaxAppendEntries 64, no BatchApplyCh: larger batches measured no faster here
 	rc.LocalID = raft.ServerID(n.cfg.ID)
 	rc.Logger = hlog
 	rc.HeartbeatTimeout = n.cfg.ElectionTimeout
@@ -124,7 +128,13 @@ func (n *Node) startRaft() error {
 	} else if !has && n.cfg.Join == "" {
 		bootstrap = true
 	}
-	r, err := raft.NewRaft(rc, n.fsm, store, store, snaps, n.trans)
+	// The leader reads back every entry it replicates; the cache serves
+	// the recent ones without decoding them from the log again.
+	logs, err := raft.NewLogCache(logCacheSize, store)
+	if err != nil {
+		return fmt.Errorf("log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
