@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/distlock/distlock/internal/wire"
 )
 
 // Op is the kind of a [Command].
@@ -113,29 +115,24 @@ func Encode(dst []byte, c Command) []byte {
 	dst = binary.AppendVarint(dst, int64(c.Now))
 	dst = binary.AppendVarint(dst, int64(c.TTL))
 	dst = binary.AppendUvarint(dst, c.Token)
-	dst = appendString(dst, c.Key)
-	dst = appendString(dst, c.Owner)
+	dst = wire.AppendString(dst, c.Key)
+	dst = wire.AppendString(dst, c.Owner)
 	if c.Op == OpSetNode {
-		dst = appendString(dst, c.RESPAddr)
-		dst = appendString(dst, c.HTTPAddr)
+		dst = wire.AppendString(dst, c.RESPAddr)
+		dst = wire.AppendString(dst, c.HTTPAddr)
 	}
 	if c.Op == OpExec {
 		dst = binary.AppendVarint(dst, c.Wall)
 		dst = binary.AppendUvarint(dst, uint64(len(c.Args)))
 		for _, a := range c.Args {
-			dst = appendString(dst, a)
+			dst = wire.AppendString(dst, a)
 		}
 	}
 	if c.Op == OpHandoff {
-		dst = appendString(dst, c.NextOwner)
+		dst = wire.AppendString(dst, c.NextOwner)
 		dst = binary.AppendVarint(dst, int64(c.NextTTL))
 	}
 	return dst
-}
-
-func appendString(dst []byte, s string) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(s)))
-	return append(dst, s...)
 }
 
 // Decode parses a command produced by [Encode]. It rejects unknown versions
@@ -152,84 +149,32 @@ func Decode(b []byte) (Command, error) {
 	if c.Op < OpAcquire || c.Op > lastOp {
 		return c, fmt.Errorf("%w: unknown op %d", ErrBadCommand, b[1])
 	}
-	d := decoder{b: b[2:]}
-	c.Now = time.Duration(d.varint())
-	c.TTL = time.Duration(d.varint())
-	c.Token = d.uvarint()
-	c.Key = d.str()
-	c.Owner = d.str()
+	d := wire.Decoder{B: b[2:]}
+	c.Now = time.Duration(d.Varint())
+	c.TTL = time.Duration(d.Varint())
+	c.Token = d.Uvarint()
+	c.Key = d.Str()
+	c.Owner = d.Str()
 	if c.Op == OpSetNode {
-		c.RESPAddr = d.str()
-		c.HTTPAddr = d.str()
+		c.RESPAddr = d.Str()
+		c.HTTPAddr = d.Str()
 	}
 	if c.Op == OpExec {
-		c.Wall = d.varint()
-		n := d.uvarint()
-		if n > uint64(len(d.b)) { // every argument takes at least one byte
-			d.err = errShort
-		}
-		for i := uint64(0); i < n && d.err == nil; i++ {
-			c.Args = append(c.Args, d.str())
+		c.Wall = d.Varint()
+		n := d.Count()
+		for i := uint64(0); i < n && d.Err == nil; i++ {
+			c.Args = append(c.Args, d.Str())
 		}
 	}
 	if c.Op == OpHandoff {
-		c.NextOwner = d.str()
-		c.NextTTL = time.Duration(d.varint())
+		c.NextOwner = d.Str()
+		c.NextTTL = time.Duration(d.Varint())
 	}
-	if d.err != nil {
-		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, d.err)
+	if d.Err != nil {
+		return Command{}, fmt.Errorf("%w: %v", ErrBadCommand, d.Err)
 	}
-	if len(d.b) != 0 {
-		return Command{}, fmt.Errorf("%w: %d trailing bytes", ErrBadCommand, len(d.b))
+	if len(d.B) != 0 {
+		return Command{}, fmt.Errorf("%w: %d trailing bytes", ErrBadCommand, len(d.B))
 	}
 	return c, nil
-}
-
-// decoder reads varints and length-prefixed strings, remembering the first
-// error so call sites stay linear.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-var errShort = errors.New("truncated")
-
-func (d *decoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errShort
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errShort
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) str() string {
-	n := d.uvarint()
-	if d.err != nil {
-		return ""
-	}
-	if n > uint64(len(d.b)) {
-		d.err = errShort
-		return ""
-	}
-	s := string(d.b[:n])
-	d.b = d.b[n:]
-	return s
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/distlock/distlock/internal/wire"
 	"github.com/hashicorp/raft"
 	"github.com/tidwall/btree"
 )
@@ -90,16 +91,16 @@ func (s *snapshot) write(w io.Writer) error {
 	sort.Strings(ids)
 	buf = binary.BigEndian.AppendUint64(buf[:0], uint64(len(ids)))
 	for _, id := range ids {
-		buf = appendString(buf, id)
-		buf = appendString(buf, s.nodes[id].RESP)
-		buf = appendString(buf, s.nodes[id].HTTP)
+		buf = wire.AppendString(buf, id)
+		buf = wire.AppendString(buf, s.nodes[id].RESP)
+		buf = wire.AppendString(buf, s.nodes[id].HTTP)
 	}
 	buf = binary.BigEndian.AppendUint64(buf, s.scripts.seq)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(len(s.scripts.m)))
 	for _, sha := range s.scripts.sorted() {
 		sc := s.scripts.m[sha]
-		buf = appendString(buf, sha)
-		buf = appendString(buf, sc.body)
+		buf = wire.AppendString(buf, sha)
+		buf = wire.AppendString(buf, sc.body)
 		buf = binary.BigEndian.AppendUint64(buf, sc.seq)
 	}
 	if _, err := bw.Write(buf); err != nil {
@@ -113,13 +114,13 @@ func (s *snapshot) write(w io.Writer) error {
 }
 
 func appendLock(b []byte, l LockState) []byte {
-	b = appendString(b, l.Key)
+	b = wire.AppendString(b, l.Key)
 	kind := byte(0)
 	if l.IsHash() {
 		kind = 1
 	}
 	b = append(b, kind)
-	b = appendString(b, l.Owner)
+	b = wire.AppendString(b, l.Owner)
 	b = binary.BigEndian.AppendUint64(b, l.Token)
 	b = binary.BigEndian.AppendUint64(b, l.Version)
 	b = binary.BigEndian.AppendUint64(b, uint64(l.TTL))
@@ -127,8 +128,8 @@ func appendLock(b []byte, l LockState) []byte {
 	if kind == 1 {
 		b = binary.AppendUvarint(b, uint64(l.Hash.Len()))
 		for _, f := range l.Hash.Fields() {
-			b = appendString(b, f.Name)
-			b = appendString(b, f.Value)
+			b = wire.AppendString(b, f.Name)
+			b = wire.AppendString(b, f.Value)
 		}
 	}
 	return b

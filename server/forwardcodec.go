@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/distlock/distlock/internal/wire"
 	"github.com/distlock/distlock/lockapi"
 )
 
@@ -39,64 +40,54 @@ const maxValueDepth = 64
 // errBadBody means a forwarding body could not be decoded.
 var errBadBody = errors.New("malformed forwarding body")
 
-func appendStr(b []byte, s string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
-func appendBytes(b, s []byte) []byte {
-	b = binary.AppendUvarint(b, uint64(len(s)))
-	return append(b, s...)
-}
-
 func encodeRequest(r fwdRequest) []byte {
 	b := make([]byte, 0, 64+len(r.Key)+len(r.Owner))
 	b = append(b, codecVersion)
-	b = appendStr(b, r.Op)
-	b = appendStr(b, r.Key)
-	b = appendStr(b, r.Owner)
+	b = wire.AppendString(b, r.Op)
+	b = wire.AppendString(b, r.Key)
+	b = wire.AppendString(b, r.Owner)
 	b = binary.AppendVarint(b, int64(r.TTL))
 	b = binary.AppendVarint(b, int64(r.Wait))
 	b = binary.AppendUvarint(b, r.Token)
 	b = binary.AppendVarint(b, int64(r.Timeout))
-	b = appendStr(b, r.NodeID)
-	b = appendStr(b, r.Addr)
-	b = appendStr(b, r.RESPAddr)
-	b = appendStr(b, r.HTTPAddr)
+	b = wire.AppendString(b, r.NodeID)
+	b = wire.AppendString(b, r.Addr)
+	b = wire.AppendString(b, r.RESPAddr)
+	b = wire.AppendString(b, r.HTTPAddr)
 	b = binary.AppendVarint(b, int64(r.Hops))
 	b = binary.AppendUvarint(b, uint64(len(r.Argv)))
 	for _, a := range r.Argv {
-		b = appendBytes(b, a)
+		b = wire.AppendBytes(b, a)
 	}
 	return b
 }
 
 func decodeRequest(body []byte) (fwdRequest, error) {
 	var r fwdRequest
-	d := bodyDecoder{b: body}
+	d := bodyDecoder{wire.Decoder{B: body}}
 	d.version()
-	r.Op = d.str()
-	r.Key = d.str()
-	r.Owner = d.str()
-	r.TTL = time.Duration(d.varint())
-	r.Wait = time.Duration(d.varint())
-	r.Token = d.uvarint()
-	r.Timeout = time.Duration(d.varint())
-	r.NodeID = d.str()
-	r.Addr = d.str()
-	r.RESPAddr = d.str()
-	r.HTTPAddr = d.str()
-	r.Hops = int(d.varint())
-	n := d.count()
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		r.Argv = append(r.Argv, d.bytes())
+	r.Op = d.Str()
+	r.Key = d.Str()
+	r.Owner = d.Str()
+	r.TTL = time.Duration(d.Varint())
+	r.Wait = time.Duration(d.Varint())
+	r.Token = d.Uvarint()
+	r.Timeout = time.Duration(d.Varint())
+	r.NodeID = d.Str()
+	r.Addr = d.Str()
+	r.RESPAddr = d.Str()
+	r.HTTPAddr = d.Str()
+	r.Hops = int(d.Varint())
+	n := d.Count()
+	for i := uint64(0); i < n && d.Err == nil; i++ {
+		r.Argv = append(r.Argv, d.Bytes())
 	}
 	return r, d.done()
 }
 
 func appendLock(b []byte, l lockapi.Lock) []byte {
-	b = appendStr(b, l.Key)
-	b = appendStr(b, l.Owner)
+	b = wire.AppendString(b, l.Key)
+	b = wire.AppendString(b, l.Owner)
 	b = binary.AppendUvarint(b, l.Token)
 	b = binary.AppendUvarint(b, l.Version)
 	b = binary.AppendVarint(b, int64(l.TTL))
@@ -115,7 +106,7 @@ func appendLock(b []byte, l lockapi.Lock) []byte {
 
 func appendValue(b []byte, v lockapi.Value) []byte {
 	b = binary.AppendVarint(b, int64(v.Kind))
-	b = appendStr(b, v.Str)
+	b = wire.AppendString(b, v.Str)
 	b = binary.AppendVarint(b, v.Int)
 	b = binary.AppendUvarint(b, uint64(len(v.Elems)))
 	for _, e := range v.Elems {
@@ -127,8 +118,8 @@ func appendValue(b []byte, v lockapi.Value) []byte {
 func encodeResponse(r fwdResponse) []byte {
 	b := make([]byte, 0, 128)
 	b = append(b, codecVersion)
-	b = appendStr(b, r.Code)
-	b = appendStr(b, r.Error)
+	b = wire.AppendString(b, r.Code)
+	b = wire.AppendString(b, r.Error)
 	var flags byte
 	if r.Lock != nil {
 		flags |= respHasLock
@@ -157,19 +148,19 @@ func encodeResponse(r fwdResponse) []byte {
 
 func decodeResponse(body []byte) (fwdResponse, error) {
 	var r fwdResponse
-	d := bodyDecoder{b: body}
+	d := bodyDecoder{wire.Decoder{B: body}}
 	d.version()
-	r.Code = d.str()
-	r.Error = d.str()
-	flags := d.byte()
+	r.Code = d.Str()
+	r.Error = d.Str()
+	flags := d.Byte()
 	if flags&respHasLock != 0 {
 		l := d.lock()
 		r.Lock = &l
 	}
 	if flags&respHasLocks != 0 {
-		n := d.count()
+		n := d.Count()
 		r.Locks = make([]lockapi.Lock, 0, min(n, 1024))
-		for i := uint64(0); i < n && d.err == nil; i++ {
+		for i := uint64(0); i < n && d.Err == nil; i++ {
 			r.Locks = append(r.Locks, d.lock())
 		}
 	}
@@ -177,120 +168,50 @@ func decodeResponse(body []byte) (fwdResponse, error) {
 		v := d.value(0)
 		r.Value = &v
 	}
-	if flags&^(respHasLock|respHasLocks|respHasValue) != 0 && d.err == nil {
-		d.err = fmt.Errorf("unknown flags %#x", flags)
+	if flags&^(respHasLock|respHasLocks|respHasValue) != 0 && d.Err == nil {
+		d.Err = fmt.Errorf("unknown flags %#x", flags)
 	}
 	return r, d.done()
 }
 
-// bodyDecoder reads a body, remembering the first error so call sites
-// stay linear.
-type bodyDecoder struct {
-	b   []byte
-	err error
-}
-
-var errTruncated = errors.New("truncated")
+// bodyDecoder reads a body (wire.Decoder plus the composite values).
+type bodyDecoder struct{ wire.Decoder }
 
 func (d *bodyDecoder) version() {
-	if v := d.byte(); d.err == nil && v != codecVersion {
-		d.err = fmt.Errorf("version %d", v)
+	if v := d.Byte(); d.Err == nil && v != codecVersion {
+		d.Err = fmt.Errorf("version %d", v)
 	}
 }
-
-func (d *bodyDecoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) == 0 {
-		d.err = errTruncated
-		return 0
-	}
-	c := d.b[0]
-	d.b = d.b[1:]
-	return c
-}
-
-func (d *bodyDecoder) uvarint() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.err = errTruncated
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *bodyDecoder) varint() int64 {
-	if d.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.err = errTruncated
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-// count reads an element count; every element takes at least one byte.
-func (d *bodyDecoder) count() uint64 {
-	n := d.uvarint()
-	if n > uint64(len(d.b)) && d.err == nil {
-		d.err = errTruncated
-	}
-	return n
-}
-
-func (d *bodyDecoder) bytes() []byte {
-	n := d.uvarint()
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.err = errTruncated
-		return nil
-	}
-	s := d.b[:n:n]
-	d.b = d.b[n:]
-	return s
-}
-
-func (d *bodyDecoder) str() string { return string(d.bytes()) }
 
 func (d *bodyDecoder) lock() lockapi.Lock {
 	var l lockapi.Lock
-	l.Key = d.str()
-	l.Owner = d.str()
-	l.Token = d.uvarint()
-	l.Version = d.uvarint()
-	l.TTL = time.Duration(d.varint())
-	l.Remaining = time.Duration(d.varint())
-	if at := d.varint(); at != 0 {
+	l.Key = d.Str()
+	l.Owner = d.Str()
+	l.Token = d.Uvarint()
+	l.Version = d.Uvarint()
+	l.TTL = time.Duration(d.Varint())
+	l.Remaining = time.Duration(d.Varint())
+	if at := d.Varint(); at != 0 {
 		l.ExpiresAt = time.Unix(0, at)
 	}
-	l.Waiters = int(d.varint())
-	l.Persistent = d.byte() == 1
+	l.Waiters = int(d.Varint())
+	l.Persistent = d.Byte() == 1
 	return l
 }
 
 func (d *bodyDecoder) value(depth int) lockapi.Value {
 	var v lockapi.Value
 	if depth > maxValueDepth {
-		if d.err == nil {
-			d.err = fmt.Errorf("value nested deeper than %d", maxValueDepth)
+		if d.Err == nil {
+			d.Err = fmt.Errorf("value nested deeper than %d", maxValueDepth)
 		}
 		return v
 	}
-	v.Kind = lockapi.ValueKind(d.varint())
-	v.Str = d.str()
-	v.Int = d.varint()
-	n := d.count()
-	for i := uint64(0); i < n && d.err == nil; i++ {
+	v.Kind = lockapi.ValueKind(d.Varint())
+	v.Str = d.Str()
+	v.Int = d.Varint()
+	n := d.Count()
+	for i := uint64(0); i < n && d.Err == nil; i++ {
 		v.Elems = append(v.Elems, d.value(depth+1))
 	}
 	return v
@@ -298,11 +219,11 @@ func (d *bodyDecoder) value(depth int) lockapi.Value {
 
 // done reports the first error, or trailing bytes.
 func (d *bodyDecoder) done() error {
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	if d.Err == nil && len(d.B) != 0 {
+		d.Err = fmt.Errorf("%d trailing bytes", len(d.B))
 	}
-	if d.err != nil {
-		return fmt.Errorf("%w: %v", errBadBody, d.err)
+	if d.Err != nil {
+		return fmt.Errorf("%w: %v", errBadBody, d.Err)
 	}
 	return nil
 }
