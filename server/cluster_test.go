@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,21 +19,30 @@ func freeAddr(t *testing.T) string {
 	return freeAddrs(t, 1)[0]
 }
 
-// freeAddrs returns n distinct free loopback addresses: the listeners stay
-// open until all are chosen, so the kernel cannot hand out one port twice.
+// freeAddrs returns n free loopback addresses never returned before in
+// this process: the kernel may hand a just-closed port out again.
 func freeAddrs(t *testing.T, n int) []string {
 	t.Helper()
-	addrs := make([]string, n)
-	for i := range addrs {
+	addrs := make([]string, 0, n)
+	for tries := 0; len(addrs) < n; tries++ {
+		if tries == 100*n {
+			t.Fatal("no unused free port")
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ln.Close()
-		addrs[i] = ln.Addr().String()
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, taken := handedOut.LoadOrStore(addr, true); !taken {
+			addrs = append(addrs, addr)
+		}
 	}
 	return addrs
 }
+
+// handedOut holds every address freeAddrs returned in this process.
+var handedOut sync.Map
 
 // testCluster is n in-process nodes on loopback.
 type testCluster struct {
