@@ -268,12 +268,11 @@ func (m *muxConn) readLoop() {
 // closeIfIdle closes the connection when nothing was sent or received for
 // forwardIdleTimeout and nothing is in flight; otherwise it looks again later.
 func (m *muxConn) closeIfIdle() {
-	last := max(m.lastRecv.Load(), m.lastSent.Load())
-	if idle := time.Since(time.Unix(0, last)); idle >= forwardIdleTimeout && m.shut(errMuxClosed, true) {
+	idle := time.Since(time.Unix(0, max(m.lastRecv.Load(), m.lastSent.Load())))
+	if idle >= forwardIdleTimeout && m.shut(errMuxClosed, true) {
 		return
-	} else {
-		m.rearm(forwardIdleTimeout - min(idle, forwardIdleTimeout-time.Second))
 	}
+	m.rearm(forwardIdleTimeout - min(idle, forwardIdleTimeout-time.Second))
 }
 
 // rearm schedules the next idle check unless the connection is closed.

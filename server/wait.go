@@ -115,19 +115,19 @@ func (q *waitQueues) leave(key string, w *waiter) bool {
 }
 
 // startTry moves w to trying if it heads key's queue, or, when this node
-// no longer leads, whatever its place (it tries, to learn of it). claimed
-// reports that a release has claimed w: its outcome will arrive on handed.
-func (q *waitQueues) startTry(key string, w *waiter, leader bool) (try, claimed bool) {
+// no longer leads, whatever its place (it tries, to learn of it). A claimed
+// waiter never tries: its outcome arrives on handed.
+func (q *waitQueues) startTry(key string, w *waiter, leader bool) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if w.state != waiterQueued {
-		return false, w.state == waiterClaimed || w.state == waiterDone
+		return false
 	}
 	if ws := q.keys[key]; leader && (len(ws) == 0 || ws[0] != w) {
-		return false, false
+		return false
 	}
 	w.state = waiterTrying
-	return true, false
+	return true
 }
 
 // endTry records the outcome of w's own acquire: refused (still held)
@@ -249,8 +249,7 @@ func (n *Node) waitAndAcquire(ctx context.Context, cmd raftfsm.Command, wait tim
 			return handedResult(ctx, h)
 		case <-w.wake:
 		}
-		try, _ := n.waits.startTry(cmd.Key, w, n.isLeader())
-		if !try {
+		if !n.waits.startTry(cmd.Key, w, n.isLeader()) {
 			continue // not our turn, or claimed: the outcome comes on handed
 		}
 		res, err := n.apply(ctx, cmd)

@@ -143,10 +143,10 @@ func TestWaitQueueStates(t *testing.T) {
 		}, 0, &granted},
 		{"not leader: a non-head tries to learn it", func(q *waitQueues, w *waiter) {
 			other := q.enqueue("k", "x", time.Second)
-			if try, _ := q.startTry("k", other, true); try {
+			if q.startTry("k", other, true) {
 				t.Error("a non-head tried while leader")
 			}
-			if try, _ := q.startTry("k", other, false); !try {
+			if !q.startTry("k", other, false) {
 				t.Error("a non-head did not try after leadership moved")
 			}
 			q.endTry("k", other, lockapi.ErrNoLeader)
