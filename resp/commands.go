@@ -24,6 +24,9 @@ type command struct {
 	// command flags and the positions of the keys (last -1: to the end).
 	flags             []string
 	first, last, step int
+	// pipelined commands are writes that become one log entry each: pipelined
+	// back to back, they run concurrently, in turn (pipeline.go).
+	pipelined bool
 	// duration observes the handler's run time.
 	duration prometheus.Observer
 }
@@ -35,9 +38,9 @@ const maxNameLen = 32
 func (s *Server) commandTable() map[string]*command {
 	cmds := []*command{
 		// Native lock commands (native.go).
-		{name: "lock.acquire", arity: -4, handler: cmdLockAcquire},
-		{name: "lock.renew", arity: -4, handler: cmdLockRenew},
-		{name: "lock.release", arity: -3, handler: cmdLockRelease},
+		{name: "lock.acquire", arity: -4, handler: cmdLockAcquire, pipelined: true},
+		{name: "lock.renew", arity: -4, handler: cmdLockRenew, pipelined: true},
+		{name: "lock.release", arity: -3, handler: cmdLockRelease, pipelined: true},
 		{name: "lock.info", arity: 2, handler: cmdLockInfo},
 		{name: "lock.list", arity: 1, handler: cmdLockList},
 		{name: "cluster.info", arity: 1, handler: cmdClusterInfo},

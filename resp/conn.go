@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/tidwall/redcon"
+
+	"github.com/distlock/distlock/lockapi"
 )
 
 // What HELLO reports. The version is a Redis version because clients parse
@@ -37,6 +39,10 @@ type client struct {
 	name, libName, libVer string
 
 	out []byte // the reply being built
+
+	// turn orders this command among a pipelined run (pipeline.go); nil
+	// outside one.
+	turn *lockapi.Turn
 }
 
 func (s *Server) newClient(conn redcon.Conn, id int64) *client {

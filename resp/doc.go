@@ -25,6 +25,11 @@
 //     standalone Redis, which tells cluster-aware clients to use standalone
 //     mode).
 //
+// Pipelined commands are answered in order and take effect in order;
+// back-to-back writes of a pipeline run concurrently, each queued for the
+// log after the one before it ([lockapi.Turn]), so that they share raft's
+// batches instead of paying one commit each (pipeline.go).
+//
 // Every command runs with a deadline and is cancelled when the server
 // closes; a panic in a command is recovered, logged, and answered with
 // "ERR internal error". All mapping from errors to RESP error replies

@@ -1,6 +1,8 @@
 package resp
 
 import (
+	"slices"
+
 	"github.com/distlock/distlock/lockapi"
 )
 
@@ -52,6 +54,9 @@ var (
 func init() {
 	for _, c := range keyCommands {
 		c.handler = cmdKey
+		// Every write, scripts included, is one log entry (a script runs
+		// whole inside the state machine).
+		c.pipelined = slices.Contains(c.flags, "write") || c.name == "eval" || c.name == "evalsha"
 	}
 }
 
@@ -61,7 +66,7 @@ func cmdKey(c *client, args [][]byte) {
 		c.writeErrorText(unknownCommand(args))
 		return
 	}
-	ctx, cancel := c.srv.commandContext(0)
+	ctx, cancel := c.commandContext(0)
 	defer cancel()
 	v, err := c.srv.keys.Do(ctx, args)
 	if err != nil {

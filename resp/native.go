@@ -28,7 +28,7 @@ func cmdLockAcquire(c *client, args [][]byte) {
 			return
 		}
 	}
-	ctx, cancel := c.srv.commandContext(wait)
+	ctx, cancel := c.commandContext(wait)
 	defer cancel()
 	lock, err := c.srv.svc.Acquire(ctx, lockapi.AcquireRequest{Key: a.key, Owner: a.owner, TTL: a.ttl, Wait: wait})
 	switch {
@@ -54,7 +54,7 @@ func cmdLockRenew(c *client, args [][]byte) {
 	if !ok {
 		return
 	}
-	ctx, cancel := c.srv.commandContext(0)
+	ctx, cancel := c.commandContext(0)
 	defer cancel()
 	lock, err := c.srv.svc.Renew(ctx, lockapi.RenewRequest{Key: a.key, Owner: a.owner, TTL: a.ttl, Token: token})
 	if err != nil {
@@ -76,7 +76,7 @@ func cmdLockRelease(c *client, args [][]byte) {
 	if !ok {
 		return
 	}
-	ctx, cancel := c.srv.commandContext(0)
+	ctx, cancel := c.commandContext(0)
 	defer cancel()
 	err := c.srv.svc.Release(ctx, lockapi.ReleaseRequest{Key: a.key, Owner: a.owner, Token: token})
 	switch {
@@ -99,7 +99,7 @@ func cmdLockInfo(c *client, args [][]byte) {
 		c.writeError(err)
 		return
 	}
-	ctx, cancel := c.srv.commandContext(0)
+	ctx, cancel := c.commandContext(0)
 	defer cancel()
 	lock, err := c.srv.svc.Info(ctx, key)
 	switch {
@@ -116,7 +116,7 @@ func cmdLockInfo(c *client, args [][]byte) {
 // help: describes every held lock, in key order, as an array of LOCK.INFO
 // replies.
 func cmdLockList(c *client, args [][]byte) {
-	ctx, cancel := c.srv.commandContext(0)
+	ctx, cancel := c.commandContext(0)
 	defer cancel()
 	locks, err := c.srv.svc.List(ctx)
 	if err != nil {
@@ -135,7 +135,7 @@ func cmdLockList(c *client, args [][]byte) {
 // state, address, resp_address and http_address), quorum_size and
 // has_quorum (a boolean; 1 or 0 on RESP2).
 func cmdClusterInfo(c *client, args [][]byte) {
-	ctx, cancel := c.srv.commandContext(0)
+	ctx, cancel := c.commandContext(0)
 	defer cancel()
 	info, err := c.srv.svc.ClusterInfo(ctx)
 	if err != nil {

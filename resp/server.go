@@ -296,6 +296,10 @@ func (s *Server) handle(conn redcon.Conn, cmd redcon.Command) {
 	if !ok || c.quitting {
 		return
 	}
+	if len(conn.PeekPipeline()) > 0 && s.concurrent(cmd.Args) {
+		s.runPipeline(c, conn, append([]redcon.Command{cmd}, conn.ReadPipeline()...))
+		return
+	}
 	s.dispatch(c, cmd.Args)
 	conn.WriteRaw(c.out)
 	c.resetOut()

@@ -20,7 +20,17 @@ const applyTimeout = 10 * time.Second
 // returns the state machine's result. It is the only place in the code base
 // that calls raft.Apply. The returned error is a lockapi sentinel (wrapped):
 // either a refusal decided by the state machine or a failure to commit.
+//
+// A command that is one of an ordered sequence (a client's pipeline: ctx
+// carries a [lockapi.Turn]) enters raft's queue after its predecessor and
+// lets its successor in as soon as it is queued, so a pipeline's commands
+// keep their order in the log and share raft's batches.
 func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, error) {
+	turn := lockapi.TurnFrom(ctx)
+	defer turn.Done()
+	if err := turn.Wait(ctx); err != nil {
+		return raftfsm.Result{}, fmt.Errorf("%w waiting for the commands pipelined before this one", lockapi.ErrTimeout)
+	}
 	now, err := n.leaderNow(ctx)
 	if err != nil {
 		return raftfsm.Result{}, err
@@ -35,6 +45,7 @@ func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, er
 	}
 	start := time.Now()
 	f := n.raft.Apply(raftfsm.Encode(nil, c), timeout)
+	turn.Done()
 	if err := f.Error(); err != nil {
 		return raftfsm.Result{}, raftError(err)
 	}

@@ -113,6 +113,17 @@ func (n *Node) forward(ctx context.Context, addr string, req fwdRequest) (fwdRes
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
+	// A pipelined command is sent after the one before it and as an
+	// ordered request, which the leader submits to raft in arrival order.
+	turn := lockapi.TurnFrom(ctx)
+	defer turn.Done()
+	if err := turn.Wait(ctx); err != nil {
+		return resp, fmt.Errorf("%w waiting for the commands pipelined before this one", lockapi.ErrTimeout)
+	}
+	kind := frameRequest
+	if turn != nil {
+		kind = frameOrderedRequest
+	}
 	var (
 		m    *muxConn
 		id   uint64
@@ -133,7 +144,7 @@ func (n *Node) forward(ctx context.Context, addr string, req fwdRequest) (fwdRes
 		if req.Timeout <= 0 {
 			return resp, fmt.Errorf("%w before the request was forwarded", lockapi.ErrTimeout)
 		}
-		if id, done, err = m.start(encodeRequest(req)); err == nil {
+		if id, done, err = m.start(kind, encodeRequest(req)); err == nil {
 			break
 		}
 		n.fwd.forget(m)
@@ -141,6 +152,7 @@ func (n *Node) forward(ctx context.Context, addr string, req fwdRequest) (fwdRes
 			return resp, fmt.Errorf("%w: cannot reach the leader at %s: %v", lockapi.ErrNoLeader, addr, err)
 		}
 	}
+	turn.Done()
 	sentAt := time.Now()
 	select {
 	case r := <-done:
@@ -169,9 +181,10 @@ func (n *Node) lostAnswer(req fwdRequest, addr string, err error) error {
 
 // serveForward answers the requests multiplexed on one forwarding
 // connection until it closes. Each request runs on its own, so concurrent
-// requests reach raft together and share its batches; a cancel frame, or
-// the connection's end, cancels what is still running (a waiting acquire
-// leaves the queue).
+// requests reach raft together and share its batches; ordered requests
+// (pipelined by a client) are chained with turns so that they enter raft in
+// the order they arrived. A cancel frame, or the connection's end, cancels
+// what is still running (a waiting acquire leaves the queue).
 func (n *Node) serveForward(c net.Conn, br *bufio.Reader) {
 	n.fwdConns.Add(1)
 	defer n.fwdConns.Done()
@@ -185,6 +198,7 @@ func (n *Node) serveForward(c net.Conn, br *bufio.Reader) {
 		mu      sync.Mutex
 		running = make(map[uint64]context.CancelFunc)
 		wg      sync.WaitGroup
+		last    *lockapi.Turn // of the last ordered request
 	)
 	// On the way out: cancel what runs, wait for it, then stop the writer.
 	defer wg.Wait()
@@ -202,19 +216,26 @@ func (n *Node) serveForward(c net.Conn, br *bufio.Reader) {
 				cancel()
 			}
 			mu.Unlock()
-		case frameRequest:
+		case frameRequest, frameOrderedRequest:
 			req, err := decodeRequest(body)
 			if err != nil {
 				n.log.Warn("undecodable forwarded request", "peer", c.RemoteAddr(), "err", err)
 				return
 			}
 			rctx, cancel := context.WithTimeout(ctx, req.Timeout)
+			var turn *lockapi.Turn
+			if kind == frameOrderedRequest {
+				turn = lockapi.NewTurn(last)
+				last = turn
+				rctx = lockapi.WithTurn(rctx, turn)
+			}
 			mu.Lock()
 			running[id] = cancel
 			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				defer turn.Done()
 				resp := n.handleForwarded(rctx, req)
 				mu.Lock()
 				delete(running, id)
@@ -235,6 +256,10 @@ func (n *Node) handleForwarded(ctx context.Context, req fwdRequest) fwdResponse 
 	var resp fwdResponse
 	var err error
 	var l lockapi.Lock
+	if !req.isWrite() {
+		// Reads and membership calls take no part in a pipeline's order.
+		lockapi.TurnFrom(ctx).Done()
+	}
 	if !n.isLeader() {
 		if req.Hops >= 1 {
 			return fwdResponse{Code: "no_leader", Error: n.noLeaderError().Error()}

@@ -136,12 +136,12 @@ func TestMuxAnswersOutOfOrderAndFailsOnClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, heldCh, err := m.start([]byte("hold"))
+	_, heldCh, err := m.start(frameRequest, []byte("hold"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := range 50 {
-		_, ch, err := m.start(fmt.Appendf(nil, "%d", i))
+		_, ch, err := m.start(frameRequest, fmt.Appendf(nil, "%d", i))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,19 +16,23 @@ import (
 
 // The forwarding wire: every frame is
 //
-//	uint32 length (big endian, of what follows) | byte kind | uint64 id | JSON body
+//	uint32 length (big endian, of what follows) | byte kind | uint64 id | body
 //
-// A follower keeps one connection per leader and multiplexes every
-// forwarded request over it: requests carry an id, the leader answers each
-// id once, in any order, and a cancel frame withdraws a request (a client
-// that stopped waiting). Frames that are ready together leave in one write,
-// so a busy follower pays a few system calls per batch, not per request.
+// (bodies: forwardcodec.go). A follower keeps one connection per leader and
+// multiplexes every forwarded request over it: requests carry an id, the
+// leader answers each id once, in any order, and a cancel frame withdraws a
+// request (a client that stopped waiting). Frames that are ready together
+// leave in one write, so a busy follower pays a few system calls per batch,
+// not per request. An ordered request is one of a client's pipeline: the
+// leader submits it to raft after the ordered request before it on the same
+// connection.
 
 // Frame kinds.
 const (
-	frameRequest  byte = 1
-	frameResponse byte = 2
-	frameCancel   byte = 3
+	frameRequest        byte = 1
+	frameResponse       byte = 2
+	frameCancel         byte = 3
+	frameOrderedRequest byte = 4
 )
 
 // frameHeader is the size of a frame's kind and id.
@@ -204,9 +208,10 @@ func (m *muxConn) run() {
 	go m.readLoop()
 }
 
-// start sends a request and returns its id and the channel its answer
-// arrives on. errMuxClosed means nothing was sent.
-func (m *muxConn) start(body []byte) (uint64, <-chan muxResult, error) {
+// start sends a request (frame kind frameRequest or frameOrderedRequest)
+// and returns its id and the channel its answer arrives on. errMuxClosed
+// means nothing was sent.
+func (m *muxConn) start(kind byte, body []byte) (uint64, <-chan muxResult, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed != nil {
@@ -215,7 +220,7 @@ func (m *muxConn) start(body []byte) (uint64, <-chan muxResult, error) {
 	m.nextID++
 	id := m.nextID
 	ch := make(chan muxResult, 1)
-	if err := m.w.send(frameRequest, id, body); err != nil {
+	if err := m.w.send(kind, id, body); err != nil {
 		return 0, nil, errMuxClosed
 	}
 	m.pending[id] = ch

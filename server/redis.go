@@ -56,14 +56,20 @@ func (n *Node) localDo(ctx context.Context, argv [][]byte) (lockapi.Value, error
 		args[i] = string(a)
 	}
 	if !raftfsm.IsWrite(argv) {
+		lockapi.TurnFrom(ctx).Done() // reads take no part in a pipeline's order
 		var v lockapi.Value
 		err := n.readLinearizable(ctx, func(now time.Duration) {
 			v = n.fsm.Read(args, now, n.clock.Now().UnixMilli())
 		})
 		return v, err
 	}
-	if v, done := n.fsm.CheckScript(argv); done {
-		return v, nil
+	// The shortcut answers from the scripts known now; a pipelined command
+	// (it has a turn) may name a script that an EVAL queued just before it
+	// defines, so it goes to the log, where the same check runs in order.
+	if lockapi.TurnFrom(ctx) == nil {
+		if v, done := n.fsm.CheckScript(argv); done {
+			return v, nil
+		}
 	}
 	res, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpExec, Wall: n.clock.Now().UnixMilli(), Args: args})
 	if err != nil {
