@@ -5,7 +5,8 @@
 #   - redis-server with its defaults (PING baseline),
 #   - a 3-member etcd cluster (Debian's etcd-server, fsync on by default),
 # runs lockbench over systems x modes x client counts, runs
-# `redis-benchmark -t ping` against redis and a node, reads every node's
+# `redis-benchmark -t ping` against redis and a node and pipelined
+# `redis-benchmark -t set -P 16` against durable redis and every node, reads every node's
 # raft_election_count / raft_term before and after, stops everything by PID
 # and writes tests/bench/RESULTS.md.
 #
@@ -19,7 +20,8 @@
 #   DURATION  [10s]                 QUICK: [2s]   measured time per run
 #   WARMUP    [2s]                  QUICK: [0.5s]
 #   TTL       [10s]   WAIT [5s]   POLL [1ms] (client-side polling of setnx/redis/redsync in wait mode)
-#   PING_N    [200000]              QUICK: [20000]   requests per redis-benchmark test
+#   PING_N    [200000]              QUICK: [20000]   requests per redis-benchmark -t ping test
+#   PIPE_N    [50000]               QUICK: [5000]    requests per pipelined redis-benchmark -t set
 #   OUT       [tests/bench/RESULTS.md]
 #   NODE_REV  build ./cmd/node from this git revision (git archive) instead of the work tree
 #   NODE_BIN  use this prebuilt node binary instead of building one
@@ -34,11 +36,13 @@ if [[ "${QUICK:-0}" == 1 ]]; then
 	DURATION=${DURATION:-2s}
 	WARMUP=${WARMUP:-0.5s}
 	PING_N=${PING_N:-20000}
+	PIPE_N=${PIPE_N:-5000}
 else
 	CLIENTS=${CLIENTS:-"1 64 256"}
 	DURATION=${DURATION:-10s}
 	WARMUP=${WARMUP:-2s}
 	PING_N=${PING_N:-200000}
+	PIPE_N=${PIPE_N:-50000}
 fi
 SYSTEMS=${SYSTEMS:-"native setnx redsync redis-aof etcd"}
 MODES=${MODES:-"uncontended hot wait"}
@@ -276,6 +280,20 @@ ping_bench() { # label port
 }
 ping_bench redis "$REDIS_DEF"
 ping_bench node "$N1R"
+
+# --- pipelined writes (not a target): 4 connections, 16 SETs in flight each ---
+log "redis-benchmark -t set -P 16 ($PIPE_N requests, 4 connections): durable Redis vs each node"
+: >"$RES/pipeline.tsv"
+pipe_bench() { # label port
+	local out
+	out=$(timeout -k 5 300 redis-benchmark -h 127.0.0.1 -p "$2" -t set -q -n "$PIPE_N" -c 4 -P 16 2>&1 | tr '\r' '\n') || true
+	echo "$out" >"$WORK/logs/pipeline-$1.log"
+	echo "$out" | awk -v l="$1" -F': ' '/requests per second/ {split($2, a, " "); print l "\t" $1 "\t" a[1]}' >>"$RES/pipeline.tsv"
+}
+pipe_bench redis-aof "$REDIS_AOF"
+pipe_bench node1 "$N1R"
+pipe_bench node2 "$N2R"
+pipe_bench node3 "$N3R"
 
 "$BT" scrape "${METRIC_URLS[@]}" >"$RES/metrics-after.json"
 

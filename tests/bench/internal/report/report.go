@@ -2,6 +2,7 @@
 //
 //	runs/*.json           lockbench -json outputs (one per run)
 //	ping.tsv              label<TAB>test<TAB>requests/s  (redis-benchmark -t ping)
+//	pipeline.tsv          the same for redis-benchmark -t set -P 16 (pipelined writes)
 //	metrics-before.json   benchtool scrape of every node before the matrix
 //	metrics-after.json    ... and after it
 //	meta.txt              "key: value" lines about the machine and the matrix
@@ -31,11 +32,13 @@ type Ping struct {
 
 // Data is a loaded results directory.
 type Data struct {
-	Runs   []runner.Result
-	Pings  []Ping
-	Before map[string]map[string]float64
-	After  map[string]map[string]float64
-	Meta   [][2]string
+	Runs  []runner.Result
+	Pings []Ping
+	// Pipelined is redis-benchmark of pipelined SETs (durable Redis vs node).
+	Pipelined []Ping
+	Before    map[string]map[string]float64
+	After     map[string]map[string]float64
+	Meta      [][2]string
 	// Floor is the machine's fsync and round-trip medians (nil if absent).
 	Floor *floor.Result
 }
@@ -62,19 +65,8 @@ func Load(dir string) (*Data, error) {
 		}
 		d.Runs = append(d.Runs, r)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "ping.tsv")); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			f := strings.Split(line, "\t")
-			if len(f) < 3 {
-				continue
-			}
-			v, err := strconv.ParseFloat(strings.TrimSpace(f[2]), 64)
-			if err != nil {
-				continue
-			}
-			d.Pings = append(d.Pings, Ping{Label: f[0], Test: f[1], RPS: v})
-		}
-	}
+	d.Pings = readBench(filepath.Join(dir, "ping.tsv"))
+	d.Pipelined = readBench(filepath.Join(dir, "pipeline.tsv"))
 	for name, dst := range map[string]*map[string]map[string]float64{"metrics-before.json": &d.Before, "metrics-after.json": &d.After} {
 		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
 			if err := json.Unmarshal(b, dst); err != nil {
@@ -100,6 +92,28 @@ func Load(dir string) (*Data, error) {
 		f.Close()
 	}
 	return d, nil
+}
+
+// readBench reads a label<TAB>test<TAB>requests/s file; a missing file or
+// a malformed line gives nothing.
+func readBench(path string) []Ping {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var out []Ping
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 3 {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(f[2]), 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, Ping{Label: f[0], Test: f[1], RPS: v})
+	}
+	return out
 }
 
 // Render loads dir and renders it.
@@ -390,6 +404,14 @@ func (d *Data) Markdown() string {
 	if len(d.Pings) > 0 {
 		w("## redis-benchmark -t ping\n\n| target | test | requests/s |\n|---|---|---:|\n")
 		for _, p := range d.Pings {
+			w("| %s | %s | %s |\n", p.Label, p.Test, num(p.RPS))
+		}
+		w("\n")
+	}
+
+	if len(d.Pipelined) > 0 {
+		w("## redis-benchmark -t set -P 16 (pipelined writes, not a target)\n\n| target | test | requests/s |\n|---|---|---:|\n")
+		for _, p := range d.Pipelined {
 			w("| %s | %s | %s |\n", p.Label, p.Test, num(p.RPS))
 		}
 		w("\n")

@@ -38,6 +38,7 @@ func TestRender(t *testing.T) {
 	writeRun(t, dir, runner.Result{Label: "setnx", System: "setnx", Mode: "hot", Clients: 1, Error: "probe cycle failed: acquire: ERR unknown command 'SET', with args beginning with: 'a'"})
 	writeRun(t, dir, runner.Result{Label: "setnx", System: "setnx", Mode: "hot", Clients: 4, Error: "probe cycle failed: acquire: ERR unknown command 'SET', with args beginning with: 'b'"})
 	os.WriteFile(filepath.Join(dir, "ping.tsv"), []byte("redis\tPING_INLINE\t100000\nnode\tPING_INLINE\t80000\nredis\tPING_MBULK\t100000\nnode\tPING_MBULK\t60000\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "pipeline.tsv"), []byte("redis-aof\tSET\t90000\nnode\tSET\t9000.5\nbroken line\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "metrics-before.json"), []byte(`{"node1":{"raft_election_count":1,"raft_term":2},"etcd-e1":{"etcd_server_leader_changes_seen_total":1}}`), 0o644)
 	os.WriteFile(filepath.Join(dir, "metrics-after.json"), []byte(`{"node1":{"raft_election_count":1,"raft_term":2},"etcd-e1":{"etcd_server_leader_changes_seen_total":1}}`), 0o644)
 	os.WriteFile(filepath.Join(dir, "meta.txt"), []byte("nproc: 2\nCPU: Test CPU\n"), 0o644)
@@ -57,6 +58,8 @@ func TestRender(t *testing.T) {
 		"0 elections, raft_term +0 | | 0 | pass |",
 		"| setnx | all | not run: probe cycle failed: acquire: ERR unknown command 'SET' |",
 		"| node1 | 1 → 1 | 2 → 2 | - |",
+		"## redis-benchmark -t set -P 16 (pipelined writes, not a target)",
+		"| redis-aof | SET | 90000 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("missing %q in:\n%s", want, md)
