@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -50,6 +52,32 @@ func TestReadFrameRejectsBadLengths(t *testing.T) {
 	for name, wire := range cases {
 		if _, _, _, err := readFrame(bytes.NewReader(wire)); err == nil {
 			t.Errorf("%s: no error", name)
+		}
+	}
+}
+
+// TestReadFrameAllocatesWhatArrives: a frame that announces nearly
+// maxFrame bytes and sends a few makes readFrame allocate about what came,
+// not what was announced.
+func TestReadFrameAllocatesWhatArrives(t *testing.T) {
+	wire := binary.BigEndian.AppendUint32(nil, maxFrame)
+	wire = append(wire, frameRequest, 0, 0, 0, 0, 0, 0, 0, 1)
+	wire = append(wire, bytes.Repeat([]byte("x"), 200_000)...) // then EOF
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, _, _, err := readFrame(bytes.NewReader(wire)); err == nil {
+		t.Fatal("a truncated frame was read")
+	}
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+		t.Fatalf("reading 200 kB of a %d-byte frame allocated %d bytes", maxFrame, got)
+	}
+	// Sizes around the chunk and doubling boundaries read back intact.
+	for _, size := range []int{0, 1, bodyChunk - 1, bodyChunk, bodyChunk + 1, 3*bodyChunk + 7, 1 << 20} {
+		body := bytes.Repeat([]byte{byte(size)}, size)
+		_, _, got, err := readFrame(bytes.NewReader(appendFrame(nil, frameResponse, 9, body)))
+		if err != nil || !bytes.Equal(got, body) {
+			t.Fatalf("size %d: got %d bytes, %v", size, len(got), err)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,11 +81,32 @@ func readFrame(r io.Reader) (kind byte, id uint64, body []byte, err error) {
 		return 0, 0, nil, fmt.Errorf("forwarded frame of %d bytes is outside [%d, %d]", n, frameHeader, maxFrame)
 	}
 	kind, id = head[4], binary.BigEndian.Uint64(head[5:])
-	body = make([]byte, n-frameHeader)
-	if _, err = io.ReadFull(r, body); err != nil {
+	if body, err = readBody(r, int(n-frameHeader)); err != nil {
 		return 0, 0, nil, err
 	}
 	return kind, id, body, nil
+}
+
+// bodyChunk is the most readBody allocates before the bytes arrive.
+const bodyChunk = 64 << 10
+
+// readBody reads a body of size bytes. A large body's buffer grows as its
+// bytes arrive (doubling), so a peer that announces a huge frame and sends
+// little makes this node allocate little.
+func readBody(r io.Reader, size int) ([]byte, error) {
+	body := make([]byte, min(size, bodyChunk))
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, err
+	}
+	for len(body) < size {
+		have := len(body)
+		body = slices.Grow(body, min(size-have, have))
+		body = body[:min(size, cap(body))]
+		if _, err := io.ReadFull(r, body[have:]); err != nil {
+			return nil, err
+		}
+	}
+	return body, nil
 }
 
 // frameWriter coalesces frames: senders append to a buffer and one
