@@ -104,15 +104,17 @@ func decodeError(code, msg string) error {
 // read, a definite failure).
 func (n *Node) forward(ctx context.Context, addr string, req fwdRequest) (fwdResponse, error) {
 	var resp fwdResponse
-	deadline := time.Now().Add(applyTimeout + req.Wait)
-	if dl, ok := ctx.Deadline(); ok {
-		deadline = dl
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		// Front ends always set one; bound the rest here.
+		deadline = time.Now().Add(applyTimeout + req.Wait)
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	if time.Until(deadline) <= 0 {
 		return resp, fmt.Errorf("%w before the request was forwarded", lockapi.ErrTimeout)
 	}
-	ctx, cancel := context.WithDeadline(ctx, deadline)
-	defer cancel()
 	// A pipelined command is sent after the one before it and as an
 	// ordered request, which the leader submits to raft in arrival order.
 	turn := lockapi.TurnFrom(ctx)
