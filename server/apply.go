@@ -67,6 +67,9 @@ func raftError(err error) error {
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		// Never entered the log: a definite failure.
 		return fmt.Errorf("%w: raft did not accept the command in time", lockapi.ErrTimeout)
+	case errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Refused at the door of the log while leadership moves: definite.
+		return fmt.Errorf("%w: leadership is being transferred", lockapi.ErrNoLeader)
 	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
 		return lockapi.ErrUnknownOutcome
 	case errors.Is(err, raft.ErrRaftShutdown):

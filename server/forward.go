@@ -263,7 +263,11 @@ func (n *Node) handleForwarded(ctx context.Context, req fwdRequest) fwdResponse 
 		lockapi.TurnFrom(ctx).Done()
 	}
 	if !n.isLeader() {
-		if req.Hops >= 1 {
+		// An ordered request is not passed on: its sender let the next
+		// command of the pipeline go once this one was sent, and that one
+		// may reach the leader directly, first. Refusing (nothing happened)
+		// keeps the pipeline's order.
+		if req.Hops >= 1 || lockapi.TurnFrom(ctx) != nil {
 			return fwdResponse{Code: "no_leader", Error: n.noLeaderError().Error()}
 		}
 		addr, _, lerr := n.route(ctx)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -281,6 +282,12 @@ func handedResult(ctx context.Context, h handoff) (raftfsm.Result, error) {
 // releaseWithHandoff releases cmd's lock; when a caller waits for it, the
 // same raft entry grants it to the head waiter (OpHandoff).
 func (n *Node) releaseWithHandoff(ctx context.Context, cmd raftfsm.Command) (raftfsm.Result, error) {
+	// A pipelined release claims the head waiter in its turn, not before
+	// the commands pipelined ahead of it (a release of the same key among
+	// them hands the lock to that waiter first).
+	if err := lockapi.TurnFrom(ctx).Wait(ctx); err != nil {
+		return raftfsm.Result{}, fmt.Errorf("%w waiting for the commands pipelined before this one", lockapi.ErrTimeout)
+	}
 	w := n.waits.claim(cmd.Key)
 	if w == nil {
 		return n.apply(ctx, cmd)
