@@ -62,3 +62,31 @@ func BenchmarkPingPipeline(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*depth), "ns/cmd")
 }
+
+// BenchmarkAcquirePipeline is BenchmarkPingPipeline with LOCK.ACQUIRE: the
+// 64 pipelined writes run concurrently, each on a goroutine with a turn
+// (pipeline.go), against a service that answers at once; the difference
+// from PING is that machinery's cost.
+func BenchmarkAcquirePipeline(b *testing.B) {
+	_, addr := startScripted(b, Config{})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	const depth = 64
+	req := strings.Repeat(cmd("LOCK.ACQUIRE", "orders:42", "worker-7", "30000"), depth)
+	r := bufio.NewReader(nc)
+	b.SetBytes(int64(len(req)))
+	for b.Loop() {
+		if _, err := io.WriteString(nc, req); err != nil {
+			b.Fatal(err)
+		}
+		for range depth {
+			if _, err := r.ReadSlice('\n'); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*depth), "ns/cmd")
+}
