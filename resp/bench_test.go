@@ -38,48 +38,20 @@ func BenchmarkDispatch(b *testing.B) {
 	}
 }
 
-// BenchmarkPingPipeline measures the whole stack (guard, redcon, dispatch)
-// over loopback TCP with 64 pipelined commands per round trip.
-func BenchmarkPingPipeline(b *testing.B) {
+// benchPipeline sends depth copies of the command req per round trip to a
+// scripted server and reads depth one-line replies; it reports ns/cmd.
+func benchPipeline(b *testing.B, req string, depth int) {
 	_, addr := startScripted(b, Config{})
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	const depth = 64
-	req := strings.Repeat(cmd("PING"), depth)
-	reply := make([]byte, len("+PONG\r\n")*depth)
+	all := strings.Repeat(req, depth)
 	r := bufio.NewReader(nc)
-	b.SetBytes(int64(len(req)))
+	b.SetBytes(int64(len(all)))
 	for b.Loop() {
-		if _, err := io.WriteString(nc, req); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(r, reply); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*depth), "ns/cmd")
-}
-
-// BenchmarkAcquirePipeline is BenchmarkPingPipeline with LOCK.ACQUIRE: the
-// 64 pipelined writes run concurrently, each on a goroutine with a turn
-// (pipeline.go), against a service that answers at once; the difference
-// from PING is that machinery's cost.
-func BenchmarkAcquirePipeline(b *testing.B) {
-	_, addr := startScripted(b, Config{})
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	const depth = 64
-	req := strings.Repeat(cmd("LOCK.ACQUIRE", "orders:42", "worker-7", "30000"), depth)
-	r := bufio.NewReader(nc)
-	b.SetBytes(int64(len(req)))
-	for b.Loop() {
-		if _, err := io.WriteString(nc, req); err != nil {
+		if _, err := io.WriteString(nc, all); err != nil {
 			b.Fatal(err)
 		}
 		for range depth {
@@ -89,4 +61,16 @@ func BenchmarkAcquirePipeline(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*depth), "ns/cmd")
+}
+
+// BenchmarkPingPipeline measures the whole stack (guard, redcon, dispatch)
+// over loopback TCP with 64 pipelined commands per round trip.
+func BenchmarkPingPipeline(b *testing.B) { benchPipeline(b, cmd("PING"), 64) }
+
+// BenchmarkAcquirePipeline is BenchmarkPingPipeline with LOCK.ACQUIRE: the
+// 64 pipelined writes run concurrently, each on a goroutine with a turn
+// (pipeline.go), against a service that answers at once; the difference
+// from PING is that machinery's cost.
+func BenchmarkAcquirePipeline(b *testing.B) {
+	benchPipeline(b, cmd("LOCK.ACQUIRE", "orders:42", "worker-7", "30000"), 64)
 }

@@ -31,42 +31,30 @@ func TestPipelinedCommandsKeepTheirOrder(t *testing.T) {
 			n := c.nodes[tc.node]
 			key, seqKey := "pipe-"+tc.name, "seq-"+tc.name
 			const rounds = 40
-			type op func(ctx context.Context) (string, error)
-			var ops []op
+			results := make([]string, 3*rounds)
+			var ops []func(context.Context) error
 			for i := 0; i < rounds; i++ {
 				owner := fmt.Sprintf("owner%d", i%3)
 				ops = append(ops,
-					func(ctx context.Context) (string, error) {
+					func(ctx context.Context) error {
+						jitter()
 						l, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: key, Owner: owner, TTL: 30 * time.Second})
-						return strconv.FormatUint(l.Token, 10), err
+						results[3*i] = strconv.FormatUint(l.Token, 10)
+						return err
 					},
-					func(ctx context.Context) (string, error) {
-						return "released", n.Release(ctx, lockapi.ReleaseRequest{Key: key, Owner: owner})
+					func(ctx context.Context) error {
+						jitter()
+						results[3*i+1] = "released"
+						return n.Release(ctx, lockapi.ReleaseRequest{Key: key, Owner: owner})
 					},
-					func(ctx context.Context) (string, error) {
+					func(ctx context.Context) error {
+						jitter()
 						v, err := n.Do(ctx, [][]byte{[]byte("SET"), []byte(seqKey), []byte(strconv.Itoa(i))})
-						return v.String(), err
+						results[3*i+2] = v.String()
+						return err
 					})
 			}
-			turns := make([]*lockapi.Turn, len(ops))
-			var prev *lockapi.Turn
-			for i := range turns {
-				turns[i] = lockapi.NewTurn(prev)
-				prev = turns[i]
-			}
-			results := make([]string, len(ops))
-			errs := make([]error, len(ops))
-			var wg sync.WaitGroup
-			for i := len(ops) - 1; i >= 0; i-- {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer turns[i].Done()
-					time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond)
-					results[i], errs[i] = ops[i](lockapi.WithTurn(ctxT(t), turns[i]))
-				}()
-			}
-			wg.Wait()
+			errs := runInTurn(ctxT(t), 0, ops...)
 			var last uint64
 			for i := range ops {
 				if errs[i] != nil {
@@ -87,6 +75,10 @@ func TestPipelinedCommandsKeepTheirOrder(t *testing.T) {
 		})
 	}
 }
+
+// jitter sleeps up to 200 µs, so that the goroutines of a run reach the
+// service in a shuffled order.
+func jitter() { time.Sleep(time.Duration(rand.IntN(200)) * time.Microsecond) }
 
 // runInTurn runs ops as one pipelined run: each on its own goroutine with a
 // turn chained to the previous one's, started last first (with pause

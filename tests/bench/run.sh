@@ -268,32 +268,32 @@ for sys in $SYSTEMS; do
 	done
 done
 
+# redis_bench TSV LABEL PORT ARGS...: one redis-benchmark run; its
+# "TEST: N requests per second" lines go to $RES/TSV as label, test, N.
+redis_bench() {
+	local tsv=$1 label=$2 port=$3 out
+	shift 3
+	out=$(timeout -k 5 300 redis-benchmark -h 127.0.0.1 -p "$port" -q "$@" 2>&1 | tr '\r' '\n') || true
+	echo "$out" >"$WORK/logs/${tsv%.tsv}-$label.log"
+	# lines like "PING_INLINE: 81234.57 requests per second, p50=0.303 msec"
+	echo "$out" | awk -v l="$label" -F': ' '/requests per second/ {split($2, a, " "); print l "\t" $1 "\t" a[1]}' >>"$RES/$tsv"
+}
+
 # --- PING baseline ---
 log "redis-benchmark -t ping ($PING_N requests, 50 connections, no pipelining)"
 : >"$RES/ping.tsv"
-ping_bench() { # label port
-	local out
-	out=$(timeout -k 5 300 redis-benchmark -h 127.0.0.1 -p "$2" -t ping -q -n "$PING_N" -c 50 -P 1 2>&1 | tr '\r' '\n') || true
-	echo "$out" >"$WORK/logs/ping-$1.log"
-	# lines like "PING_INLINE: 81234.57 requests per second, p50=0.303 msec"
-	echo "$out" | awk -v l="$1" -F': ' '/requests per second/ {split($2, a, " "); print l "\t" $1 "\t" a[1]}' >>"$RES/ping.tsv"
-}
-ping_bench redis "$REDIS_DEF"
-ping_bench node "$N1R"
+for target in "redis $REDIS_DEF" "node $N1R"; do
+	read -r label port <<<"$target"
+	redis_bench ping.tsv "$label" "$port" -t ping -n "$PING_N" -c 50 -P 1
+done
 
 # --- pipelined writes (not a target): 4 connections, 16 SETs in flight each ---
 log "redis-benchmark -t set -P 16 ($PIPE_N requests, 4 connections): durable Redis vs each node"
 : >"$RES/pipeline.tsv"
-pipe_bench() { # label port
-	local out
-	out=$(timeout -k 5 300 redis-benchmark -h 127.0.0.1 -p "$2" -t set -q -n "$PIPE_N" -c 4 -P 16 2>&1 | tr '\r' '\n') || true
-	echo "$out" >"$WORK/logs/pipeline-$1.log"
-	echo "$out" | awk -v l="$1" -F': ' '/requests per second/ {split($2, a, " "); print l "\t" $1 "\t" a[1]}' >>"$RES/pipeline.tsv"
-}
-pipe_bench redis-aof "$REDIS_AOF"
-pipe_bench node1 "$N1R"
-pipe_bench node2 "$N2R"
-pipe_bench node3 "$N3R"
+for target in "redis-aof $REDIS_AOF" "node1 $N1R" "node2 $N2R" "node3 $N3R"; do
+	read -r label port <<<"$target"
+	redis_bench pipeline.tsv "$label" "$port" -t set -n "$PIPE_N" -c 4 -P 16
+done
 
 "$BT" scrape "${METRIC_URLS[@]}" >"$RES/metrics-after.json"
 
