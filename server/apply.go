@@ -44,15 +44,18 @@ func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, er
 		}
 	}
 	start := time.Now()
-	f := n.raft.Apply(raftfsm.Encode(nil, c), timeout)
-	turn.Done()
-	if err := f.Error(); err != nil {
+	f, err := n.queue.do(func() raft.Future { return n.raft.Apply(raftfsm.Encode(nil, c), timeout) }, turn.Done)
+	if errors.Is(err, lockapi.ErrShuttingDown) {
+		return raftfsm.Result{}, err
+	}
+	if err != nil {
 		return raftfsm.Result{}, raftError(err)
 	}
 	n.metrics.observeApply(start)
-	res, ok := f.Response().(*raftfsm.Result)
+	resp := f.(raft.ApplyFuture).Response()
+	res, ok := resp.(*raftfsm.Result)
 	if !ok {
-		return raftfsm.Result{}, fmt.Errorf("raft apply returned %T, want *raftfsm.Result", f.Response())
+		return raftfsm.Result{}, fmt.Errorf("raft apply returned %T, want *raftfsm.Result", resp)
 	}
 	return *res, res.Err
 }

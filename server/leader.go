@@ -119,7 +119,7 @@ func (n *Node) stopLeading() {
 func (n *Node) leadTerm(ctx context.Context) {
 	defer n.wg.Done()
 	for {
-		err := n.raft.Barrier(n.cfg.ElectionTimeout * 10).Error()
+		_, err := n.queue.do(func() raft.Future { return n.raft.Barrier(n.cfg.ElectionTimeout * 10) }, nil)
 		if err == nil {
 			break
 		}

@@ -45,6 +45,10 @@ type Node struct {
 	fwd      forwarder
 	fwdConns sync.WaitGroup
 
+	// queue guards raft's apply queue (queue.go): commands and barriers
+	// enter it under the read lock until Close takes the write lock.
+	queue applyQueue
+
 	front    frontEnds
 	respAddr string
 	httpAddr string
@@ -203,6 +207,7 @@ func (n *Node) Close() error {
 		errs = append(errs, n.front.close())
 		if n.raft != nil {
 			n.waits.wakeAll()
+			n.queue.close()
 			errs = append(errs, n.raft.Shutdown().Error())
 			n.raft.DeregisterObserver(n.obs)
 			close(n.obsCh)
@@ -212,12 +217,7 @@ func (n *Node) Close() error {
 		}
 		n.fwd.close()
 		n.wg.Wait()
-		// A command raft had queued but not yet logged when it shut down
-		// is never answered (hashicorp/raft leaves it in its apply queue),
-		// so a forwarded request can wait forever: do not wait for it.
-		if !waitTimeout(&n.fwdConns, shutdownTimeout) {
-			n.log.Warn("forwarded requests still waiting on raft after shutdown; not waiting for them")
-		}
+		n.fwdConns.Wait()
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
 		}
@@ -225,23 +225,6 @@ func (n *Node) Close() error {
 		n.log.Info("node stopped")
 	})
 	return n.closeErr
-}
-
-// waitTimeout waits for wg up to d and reports whether it finished.
-func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
-		wg.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 // RaftAddr returns the raft address this node advertises.

@@ -1,0 +1,45 @@
+package server
+
+import (
+	"sync"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/distlock/distlock/lockapi"
+)
+
+// applyQueue keeps raft from shutting down with a command in its apply
+// queue. raft's queue is buffered (BatchApplyCh, for pipelines), and a
+// future still in it when raft shuts down is never answered: its caller
+// would wait forever, and Close with it. So every Apply and Barrier runs,
+// until its future answers, under the read lock, and Close takes the write
+// lock before raft.Shutdown: it waits for the futures in flight (raft is
+// still running, so each commits or fails when leadership is lost) and
+// turns later callers away.
+type applyQueue struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+// do runs submit and waits for its future's error, unless the node is
+// closing (lockapi.ErrShuttingDown: nothing was submitted). afterSubmit,
+// if not nil, runs once the future is queued.
+func (q *applyQueue) do(submit func() raft.Future, afterSubmit func()) (raft.Future, error) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return nil, lockapi.ErrShuttingDown
+	}
+	f := submit()
+	if afterSubmit != nil {
+		afterSubmit()
+	}
+	return f, f.Error()
+}
+
+// close waits for the futures in flight and refuses new ones.
+func (q *applyQueue) close() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.closed = true
+}
