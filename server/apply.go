@@ -102,7 +102,10 @@ func (n *Node) readLinearizable(ctx context.Context, read func(now time.Duration
 		return err
 	}
 	read(now)
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if _, err := n.queue.do(n.raft.VerifyLeader, nil); err != nil {
+		if errors.Is(err, lockapi.ErrShuttingDown) {
+			return err
+		}
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return fmt.Errorf("%w: leadership could not be confirmed", lockapi.ErrNoLeader)
 		}

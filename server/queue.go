@@ -8,14 +8,14 @@ import (
 	"github.com/distlock/distlock/lockapi"
 )
 
-// applyQueue keeps raft from shutting down with a command in its apply
-// queue. raft's queue is buffered (BatchApplyCh, for pipelines), and a
-// future still in it when raft shuts down is never answered: its caller
-// would wait forever, and Close with it. So every Apply and Barrier runs,
-// until its future answers, under the read lock, and Close takes the write
-// lock before raft.Shutdown: it waits for the futures in flight (raft is
-// still running, so each commits or fails when leadership is lost) and
-// turns later callers away.
+// applyQueue keeps raft from shutting down with a future in one of its
+// queues. raft's apply queue is buffered (BatchApplyCh, for pipelines), so
+// is its leader-verify queue, and a future still in either when raft shuts
+// down is never answered: its caller would wait forever, and Close with it.
+// So every Apply, Barrier and VerifyLeader runs, until its future answers,
+// under the read lock, and Close takes the write lock before raft.Shutdown:
+// it waits for the futures in flight (raft is still running, so each
+// commits, or fails when leadership is lost) and turns later callers away.
 type applyQueue struct {
 	mu     sync.RWMutex
 	closed bool

@@ -6,14 +6,43 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/distlock/distlock/lockapi"
 )
 
 // TestCloseUnderLoadAnswersEveryCaller closes a node while 200 callers
-// keep writing: Close returns, and every caller returns too, the last
-// write of each with a definite failure (no leader, shutting down). With raft's buffered apply queue, a
-// command still queued when raft shut down used to be answered never
+// keep writing, or reading: Close returns, and every caller returns too,
+// the last command of each with a definite failure (no leader, shutting
+// down). raft's apply queue and its leader-verify queue are buffered, and
+// a future still queued when raft shut down used to be answered never
 // (found in review: callers hung after Close).
 func TestCloseUnderLoadAnswersEveryCaller(t *testing.T) {
+	errNoQuorum := fmt.Errorf("%w: cluster info shows no quorum", lockapi.ErrNoLeader)
+	for _, tc := range []struct {
+		name string
+		call func(ctx context.Context, n *Node, g int) error
+	}{
+		{"writes", func(ctx context.Context, n *Node, g int) error {
+			_, err := n.Do(ctx, [][]byte{[]byte("SET"), []byte(fmt.Sprint("k", g)), []byte("v")})
+			return err
+		}},
+		{"linearizable reads", func(ctx context.Context, n *Node, g int) error {
+			_, err := n.Do(ctx, [][]byte{[]byte("GET"), []byte(fmt.Sprint("k", g))})
+			return err
+		}},
+		{"cluster info", func(ctx context.Context, n *Node, _ int) error {
+			info, err := n.ClusterInfo(ctx)
+			if err == nil && !info.HasQuorum {
+				err = errNoQuorum // the leader confirms its quorum with VerifyLeader
+			}
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { closeUnderLoad(t, tc.call) })
+	}
+}
+
+func closeUnderLoad(t *testing.T, call func(ctx context.Context, n *Node, g int) error) {
 	for round := range 5 {
 		n := startNode(t, t.TempDir(), nil)
 		var wg sync.WaitGroup
@@ -24,7 +53,7 @@ func TestCloseUnderLoadAnswersEveryCaller(t *testing.T) {
 				defer wg.Done()
 				for {
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-					_, err := n.Do(ctx, [][]byte{[]byte("SET"), []byte(fmt.Sprint("k", g)), []byte("v")})
+					err := call(ctx, n, g)
 					cancel()
 					if err != nil {
 						errs <- err

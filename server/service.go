@@ -248,7 +248,8 @@ func (n *Node) ClusterInfo(ctx context.Context) (lockapi.ClusterInfo, error) {
 // heard from within two election timeouts.
 func (n *Node) hasQuorum(leaderID raft.ServerID) bool {
 	if n.raft.State() == raft.Leader {
-		return n.raft.VerifyLeader().Error() == nil
+		_, err := n.queue.do(n.raft.VerifyLeader, nil)
+		return err == nil
 	}
 	return leaderID != "" && time.Since(n.raft.LastContact()) < 2*n.cfg.ElectionTimeout
 }
