@@ -150,9 +150,12 @@ func (n *Node) serveLock(ctx context.Context, req fwdRequest, local func() (lock
 
 func (n *Node) localAcquire(ctx context.Context, req lockapi.AcquireRequest) (lockapi.Lock, error) {
 	cmd := raftfsm.Command{Op: raftfsm.OpAcquire, Key: req.Key, Owner: req.Owner, TTL: req.TTL}
-	res, err := n.apply(ctx, cmd)
-	if errors.Is(err, lockapi.ErrHeld) && req.Wait > 0 {
-		res, err = n.waitAndAcquire(ctx, cmd, req.Wait)
+	var res raftfsm.Result
+	var err error
+	if req.Wait > 0 {
+		res, err = n.acquireOrWait(ctx, cmd, req.Wait)
+	} else {
+		res, err = n.apply(ctx, cmd)
 	}
 	if err != nil {
 		return lockapi.Lock{}, err

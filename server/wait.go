@@ -226,12 +226,49 @@ func signal(w *waiter) {
 	}
 }
 
+// acquireOrWait acquires cmd.Key, waiting up to wait while another owner
+// holds it. The caller tries at once, unless the key is held by another
+// owner and others already queue for it: its attempt would be refused, and
+// the queue serves them first anyway, so it queues without a raft entry.
+// On a hot key that halves the entries per handover (a release handing
+// over, and no refused attempt of the caller queueing again), and a
+// handover no longer waits behind such attempts' fsyncs.
+func (n *Node) acquireOrWait(ctx context.Context, cmd raftfsm.Command, wait time.Duration) (raftfsm.Result, error) {
+	if n.heldByAnotherWithQueue(ctx, cmd) {
+		return n.waitAndAcquire(ctx, cmd, wait, false)
+	}
+	res, err := n.apply(ctx, cmd)
+	if errors.Is(err, lockapi.ErrHeld) {
+		return n.waitAndAcquire(ctx, cmd, wait, true)
+	}
+	return res, err
+}
+
+// heldByAnotherWithQueue reports whether, as this leader last applied,
+// another owner holds cmd.Key and callers queue for it. It decides only
+// when to try, never an answer: a grant comes from a raft entry, and so
+// does a refusal (waitAndAcquire tries once when the wait ends if it never
+// tried).
+func (n *Node) heldByAnotherWithQueue(ctx context.Context, cmd raftfsm.Command) bool {
+	if n.waits.count(cmd.Key) == 0 {
+		return false
+	}
+	now, err := n.leaderNow(ctx)
+	if err != nil {
+		return false // the attempt learns what is wrong
+	}
+	l, ok := n.fsm.Get(cmd.Key)
+	return ok && !l.IsHash() && l.Owner != cmd.Owner && l.Deadline > now
+}
+
 // waitAndAcquire queues for cmd.Key for up to wait and acquires it when the
 // caller reaches the head of the queue and the lock is free, or is handed
 // the lock by its holder's release. It returns lockapi.ErrHeld if the wait
-// ends first. Leaving (timeout or a client that went away, which cancels
-// ctx) removes the caller from the queue.
-func (n *Node) waitAndAcquire(ctx context.Context, cmd raftfsm.Command, wait time.Duration) (raftfsm.Result, error) {
+// ends first; a caller that has not tried yet (tried false) tries once
+// then, so that the refusal is raft's, as of the end of the wait. Leaving
+// (timeout or a client that went away, which cancels ctx) removes the
+// caller from the queue.
+func (n *Node) waitAndAcquire(ctx context.Context, cmd raftfsm.Command, wait time.Duration, tried bool) (raftfsm.Result, error) {
 	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	w := n.waits.enqueue(cmd.Key, cmd.Owner, cmd.TTL)
@@ -241,6 +278,9 @@ func (n *Node) waitAndAcquire(ctx context.Context, cmd raftfsm.Command, wait tim
 			if n.waits.leave(cmd.Key, w) {
 				if ctx.Err() != nil {
 					return raftfsm.Result{}, ctx.Err()
+				}
+				if !tried {
+					return n.apply(ctx, cmd)
 				}
 				return raftfsm.Result{}, lockapi.ErrHeld
 			}
@@ -254,6 +294,7 @@ func (n *Node) waitAndAcquire(ctx context.Context, cmd raftfsm.Command, wait tim
 			continue // not our turn, or claimed: the outcome comes on handed
 		}
 		res, err := n.apply(ctx, cmd)
+		tried = true
 		if n.waits.endTry(cmd.Key, w, err) {
 			return res, err
 		}

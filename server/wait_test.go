@@ -248,3 +248,103 @@ func TestWaitStress(t *testing.T) {
 	}
 	t.Logf("%d grants", grants)
 }
+
+// startQuietNode starts a node and waits until it has registered its
+// addresses, so that the tests' own commands are all its log receives.
+func startQuietNode(t *testing.T) *Node {
+	n := startNode(t, t.TempDir(), nil)
+	waitFor(t, 5*time.Second, "the node's addresses in the log", func() bool {
+		_, ok := n.fsm.Nodes()[n.cfg.ID]
+		return ok
+	})
+	return n
+}
+
+// TestQueuedWaiterProposesNothingUntilItsTurn: a waiting acquire of a key
+// that another owner holds while others already queue goes to the back of
+// the queue without a raft entry (it would be refused); releases then hand
+// the lock down the queue, one entry per handover.
+func TestQueuedWaiterProposesNothingUntilItsTurn(t *testing.T) {
+	n := startQuietNode(t)
+	ctx := ctxT(t)
+	a, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := queueWaiter(t, ctx, n, "k", "b") // tries first: nobody queued yet
+	before := n.raft.LastIndex()
+	c := queueWaiter(t, ctx, n, "k", "c")
+	if got := n.raft.LastIndex(); got != before {
+		t.Fatalf("c queued behind b and the log went from index %d to %d; want no entry", before, got)
+	}
+	if err := n.Release(ctx, lockapi.ReleaseRequest{Key: "k", Owner: "a", Token: a.Token}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-b; err != nil {
+		t.Fatal(err)
+	}
+	held, err := n.Info(ctx, "k")
+	if err != nil || held.Owner != "b" {
+		t.Fatalf("after a's release: %+v, %v; want b", held, err)
+	}
+	if err := n.Release(ctx, lockapi.ReleaseRequest{Key: "k", Owner: "b", Token: held.Token}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-c; err != nil {
+		t.Fatal(err)
+	}
+	if got := n.raft.LastIndex(); got != before+2 {
+		t.Fatalf("log at index %d after two handovers from %d; want two entries", got, before)
+	}
+}
+
+// TestQueuedWaiterTimeoutIsRaftsRefusal: a waiter that queued without
+// trying and whose wait ends tries once, so the refusal it answers comes
+// from a raft entry, as of the end of its wait.
+func TestQueuedWaiterTimeoutIsRaftsRefusal(t *testing.T) {
+	n := startQuietNode(t)
+	ctx := ctxT(t)
+	if _, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	queueWaiter(t, ctx, n, "k", "b")
+	before := n.raft.LastIndex()
+	_, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "c", TTL: time.Minute, Wait: 300 * time.Millisecond})
+	if !errors.Is(err, lockapi.ErrHeld) {
+		t.Fatalf("c's wait ended with %v; want %v", err, lockapi.ErrHeld)
+	}
+	last := n.raft.LastIndex()
+	if last != before+1 {
+		t.Fatalf("log went from index %d to %d; want c's one attempt", before, last)
+	}
+	var entry raft.Log
+	if err := n.store.GetLog(last, &entry); err != nil {
+		t.Fatal(err)
+	}
+	if cmd, err := raftfsm.Decode(entry.Data); err != nil || cmd.Op != raftfsm.OpAcquire || cmd.Owner != "c" {
+		t.Fatalf("entry %d: %+v, %v; want c's acquire", last, cmd, err)
+	}
+	if got := n.waits.count("k"); got != 1 {
+		t.Fatalf("%d callers queued after c left; want b alone", got)
+	}
+}
+
+// TestHolderReacquiresWhileOthersWait: the holder's own waiting acquire is
+// not queued behind the waiters: it extends its lock at once, same token.
+func TestHolderReacquiresWhileOthersWait(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	ctx := ctxT(t)
+	a, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queueWaiter(t, ctx, n, "k", "b")
+	start := time.Now()
+	again, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute, Wait: 5 * time.Second})
+	if err != nil || again.Token != a.Token {
+		t.Fatalf("a acquiring again: %+v, %v; want its lock, token %d", again, err, a.Token)
+	}
+	if waited := time.Since(start); waited > 3*time.Second {
+		t.Fatalf("a's acquire took %v: it queued behind b", waited)
+	}
+}
