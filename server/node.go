@@ -45,8 +45,9 @@ type Node struct {
 	fwd      forwarder
 	fwdConns sync.WaitGroup
 
-	// queue guards raft's apply queue (queue.go): commands and barriers
-	// enter it under the read lock until Close takes the write lock.
+	// queue guards raft's buffered queues (queue.go): commands, barriers
+	// and leader checks enter them under the read lock until Close takes
+	// the write lock.
 	queue applyQueue
 
 	front    frontEnds

@@ -64,6 +64,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// waitRegistered waits until n has registered its own addresses in the
+// log, which it does once, shortly after it starts.
+func waitRegistered(t *testing.T, n *Node) {
+	t.Helper()
+	waitFor(t, 5*time.Second, "address registration", func() bool { _, ok := n.fsm.Nodes()[n.cfg.ID]; return ok })
+}
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
@@ -124,7 +131,7 @@ func TestNodeRejectsBadArguments(t *testing.T) {
 	n := startNode(t, t.TempDir(), func(c *Config) { c.MaxTTL = time.Minute })
 	ctx := ctxT(t)
 	// The node registers its own addresses in the log once after start.
-	waitFor(t, 5*time.Second, "address registration", func() bool { _, ok := n.fsm.Nodes()["n1"]; return ok })
+	waitRegistered(t, n)
 	before := n.fsm.AppliedIndex()
 	for _, req := range []lockapi.AcquireRequest{
 		{Key: "", Owner: "a", TTL: time.Second},
@@ -201,7 +208,7 @@ func TestNodeRestartKeepsLocks(t *testing.T) {
 			}
 			// The node registers its addresses in the log shortly after
 			// start; compare states once that happened.
-			waitFor(t, 5*time.Second, "address registration", func() bool { _, ok := n.fsm.Nodes()["n1"]; return ok })
+			waitRegistered(t, n)
 			before := n.fsm.List()
 			n.Close()
 

@@ -249,23 +249,13 @@ func TestWaitStress(t *testing.T) {
 	t.Logf("%d grants", grants)
 }
 
-// startQuietNode starts a node and waits until it has registered its
-// addresses, so that the tests' own commands are all its log receives.
-func startQuietNode(t *testing.T) *Node {
-	n := startNode(t, t.TempDir(), nil)
-	waitFor(t, 5*time.Second, "the node's addresses in the log", func() bool {
-		_, ok := n.fsm.Nodes()[n.cfg.ID]
-		return ok
-	})
-	return n
-}
-
 // TestQueuedWaiterProposesNothingUntilItsTurn: a waiting acquire of a key
 // that another owner holds while others already queue goes to the back of
 // the queue without a raft entry (it would be refused); releases then hand
 // the lock down the queue, one entry per handover.
 func TestQueuedWaiterProposesNothingUntilItsTurn(t *testing.T) {
-	n := startQuietNode(t)
+	n := startNode(t, t.TempDir(), nil)
+	waitRegistered(t, n) // then the tests' own commands are all the log receives
 	ctx := ctxT(t)
 	a, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute})
 	if err != nil {
@@ -302,7 +292,8 @@ func TestQueuedWaiterProposesNothingUntilItsTurn(t *testing.T) {
 // trying and whose wait ends tries once, so the refusal it answers comes
 // from a raft entry, as of the end of its wait.
 func TestQueuedWaiterTimeoutIsRaftsRefusal(t *testing.T) {
-	n := startQuietNode(t)
+	n := startNode(t, t.TempDir(), nil)
+	waitRegistered(t, n) // then the tests' own commands are all the log receives
 	ctx := ctxT(t)
 	if _, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute}); err != nil {
 		t.Fatal(err)
