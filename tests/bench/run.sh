@@ -6,7 +6,9 @@
 #   - a 3-member etcd cluster (Debian's etcd-server, fsync on by default),
 # runs lockbench over systems x modes x client counts, runs
 # `redis-benchmark -t ping` against redis and a node and pipelined
-# `redis-benchmark -t set -P 16` against durable redis and every node, reads every node's
+# `redis-benchmark -t set -P 16` against durable redis and every node, measures
+# hashicorp/raft alone with the server's log store (raftceiling: the ceiling
+# for any server built on it here), reads every node's
 # raft_election_count / raft_term before and after, stops everything by PID
 # and writes tests/bench/RESULTS.md.
 #
@@ -25,6 +27,7 @@
 #   OUT       [tests/bench/RESULTS.md]
 #   NODE_REV  build ./cmd/node from this git revision (git archive) instead of the work tree
 #   NODE_BIN  use this prebuilt node binary instead of building one
+#   CEILING   [1]   0 skips the raftceiling runs (one per client count)
 #   KEEP=1    keep the temp dir (data, logs, JSON) after the run
 set -euo pipefail
 
@@ -123,7 +126,8 @@ else
 	(cd "$ROOT" && go build -o "$WORK/node" ./cmd/node)
 	NODE_DESC="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' + uncommitted changes')"
 fi
-(cd "$HERE" && go build -o "$WORK/lockbench" ./cmd/lockbench && go build -o "$WORK/benchtool" ./cmd/benchtool)
+(cd "$HERE" && go build -o "$WORK/lockbench" ./cmd/lockbench && go build -o "$WORK/benchtool" ./cmd/benchtool &&
+	go build -o "$WORK/raftceiling" ./cmd/raftceiling)
 LB=$WORK/lockbench
 BT=$WORK/benchtool
 
@@ -294,6 +298,17 @@ for target in "redis-aof $REDIS_AOF" "node1 $N1R" "node2 $N2R" "node3 $N3R"; do
 	read -r label port <<<"$target"
 	redis_bench pipeline.tsv "$label" "$port" -t set -n "$PIPE_N" -c 4 -P 16
 done
+
+# --- hashicorp/raft alone (the work tree's walstore, also with NODE_REV) ---
+if [[ ${CEILING:-1} == 1 ]]; then
+	log "raftceiling: hashicorp/raft alone, clients [$CLIENTS]"
+	if ! timeout -k 10 "$((RUN_LIMIT * 4))" "$WORK/raftceiling" -clients "$(echo $CLIENTS | tr ' ' ',')" \
+		-duration "$DURATION" -warmup "$WARMUP" -json -dir "$WORK/ceiling" \
+		>"$RES/ceiling.json" 2>"$WORK/logs/raftceiling.log"; then
+		log "  raftceiling failed: $(tail -n 3 "$WORK/logs/raftceiling.log" | tr '\n' ' ')"
+		rm -f "$RES/ceiling.json"
+	fi
+fi
 
 "$BT" scrape "${METRIC_URLS[@]}" >"$RES/metrics-after.json"
 

@@ -7,6 +7,7 @@
 //	metrics-after.json    ... and after it
 //	meta.txt              "key: value" lines about the machine and the matrix
 //	floor.json            benchtool floor: fsync and loopback round-trip medians
+//	ceiling.json          raftceiling -json: hashicorp/raft alone, commits/s by client count
 package report
 
 import (
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/distlock/distlock/tests/bench/internal/ceiling"
 	"github.com/distlock/distlock/tests/bench/internal/floor"
 	"github.com/distlock/distlock/tests/bench/internal/runner"
 )
@@ -41,6 +43,8 @@ type Data struct {
 	Meta      [][2]string
 	// Floor is the machine's fsync and round-trip medians (nil if absent).
 	Floor *floor.Result
+	// Ceiling is what hashicorp/raft alone committed, by client count.
+	Ceiling []ceiling.Result
 }
 
 // Load reads dir.
@@ -80,6 +84,11 @@ func Load(dir string) (*Data, error) {
 			return nil, fmt.Errorf("floor.json: %w", err)
 		}
 		d.Floor = &f
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "ceiling.json")); err == nil {
+		if err := json.Unmarshal(b, &d.Ceiling); err != nil {
+			return nil, fmt.Errorf("ceiling.json: %w", err)
+		}
 	}
 	if f, err := os.Open(filepath.Join(dir, "meta.txt")); err == nil {
 		sc := bufio.NewScanner(f)
@@ -174,6 +183,56 @@ type target struct {
 	goal     float64
 	ok       bool
 	missing  string
+	// limit is what hashicorp/raft alone reached against the same
+	// baseline (limitRatio), as a table cell; empty when not measured.
+	limit      string
+	limitRatio float64
+}
+
+// CeilingAt returns the ceiling run with this many clients, or nil.
+func (d *Data) CeilingAt(clients int) *ceiling.Result {
+	for i := range d.Ceiling {
+		if d.Ceiling[i].Clients == clients {
+			return &d.Ceiling[i]
+		}
+	}
+	return nil
+}
+
+// withCycleLimit sets t's limit from the ceiling at clients: a lock cycle
+// is two commits (acquire, release), so raft alone allows commits/s / 2
+// cycles/s; base is the baseline's figure.
+func (d *Data) withCycleLimit(t target, clients int, base float64) target {
+	c := d.CeilingAt(clients)
+	if c == nil || base <= 0 {
+		return t
+	}
+	t.limitRatio = c.CommitsPerS / 2 / base
+	t.limit = fmt.Sprintf("%s commits/s = %s cycles/s: %.2fx", num(c.CommitsPerS), num(c.CommitsPerS/2), t.limitRatio)
+	return t
+}
+
+// withHandoverLimit sets t's limit for handovers: each is at least one
+// commit that must finish before the next can start, so raft alone allows
+// the commits/s of one client doing commits back to back.
+func (d *Data) withHandoverLimit(t target, base float64) target {
+	c := d.CeilingAt(1)
+	if c == nil || base <= 0 {
+		return t
+	}
+	t.limitRatio = c.CommitsPerS / base
+	t.limit = fmt.Sprintf("%s serial commits/s: %.2fx", num(c.CommitsPerS), t.limitRatio)
+	return t
+}
+
+func (t target) verdict() string {
+	switch {
+	case t.ok:
+		return "pass"
+	case t.limit != "" && t.limitRatio < t.goal:
+		return "FAIL: out of reach, raft alone is below the goal"
+	}
+	return "FAIL"
 }
 
 func (d *Data) ratio(name string, goal float64, label, mode string, clients int, baseLabel string, baseClients int, metric func(*runner.Result) float64, unit string) target {
@@ -271,36 +330,49 @@ func (d *Data) Markdown() string {
 
 	cycles := func(r *runner.Result) float64 { return r.CyclesPerS }
 	handovers := func(r *runner.Result) float64 { return r.HandoversPerS }
+	base := func(label, mode string, clients int, metric func(*runner.Result) float64) float64 {
+		if r := d.Find(label, mode, clients); r != nil {
+			return metric(r)
+		}
+		return 0
+	}
 	ts := []target{
-		d.ratio("uncontended, 64 clients: native cycles/s vs etcd Mutex", 6, "native", "uncontended", 64, "etcd", 64, cycles, "cycles/s"),
-		d.ratio("uncontended, 256 clients: native cycles/s vs Redis appendfsync always (SET NX PX + script)", 0.5, "native", "uncontended", 256, "redis-aof", 256, cycles, "cycles/s"),
-		d.ratio("uncontended, 1 client: native cycles/s vs etcd Mutex", 4, "native", "uncontended", 1, "etcd", 1, cycles, "cycles/s"),
-		d.ratio("hot key with WAIT, 64 waiters: native handovers/s vs etcd blocking Lock", 10, "native", "wait", 64, "etcd", 64, handovers, "handovers/s"),
+		d.withCycleLimit(d.ratio("uncontended, 64 clients: native cycles/s vs etcd Mutex", 6, "native", "uncontended", 64, "etcd", 64, cycles, "cycles/s"),
+			64, base("etcd", "uncontended", 64, cycles)),
+		d.withCycleLimit(d.ratio("uncontended, 256 clients: native cycles/s vs Redis appendfsync always (SET NX PX + script)", 0.5, "native", "uncontended", 256, "redis-aof", 256, cycles, "cycles/s"),
+			256, base("redis-aof", "uncontended", 256, cycles)),
+		d.withCycleLimit(d.ratio("uncontended, 1 client: native cycles/s vs etcd Mutex", 4, "native", "uncontended", 1, "etcd", 1, cycles, "cycles/s"),
+			1, base("etcd", "uncontended", 1, cycles)),
+		d.withHandoverLimit(d.ratio("hot key with WAIT, 64 waiters: native handovers/s vs etcd blocking Lock", 10, "native", "wait", 64, "etcd", 64, handovers, "handovers/s"),
+			base("etcd", "wait", 64, handovers)),
 		d.pingRatio(),
 	}
 	w("## Targets (issue #7)\n\n")
-	w("| target | measured | ratio | goal | verdict |\n|---|---|---|---|---|\n")
+	w("The column *raft alone* is the same ratio for hashicorp/raft with this server's log store and settings and a state machine that does nothing, driven from inside the leader (`raftceiling`, same run): no server built on it can pass where it does not.\n\n")
+	w("| target | measured | ratio | goal | raft alone | verdict |\n|---|---|---|---|---|---|\n")
 	for _, t := range ts {
 		if t.missing != "" {
-			w("| %s | %s | | ≥ %gx | n/a |\n", t.name, t.missing, t.goal)
+			w("| %s | %s | | ≥ %gx | %s | n/a |\n", t.name, t.missing, t.goal, t.limit)
 			continue
 		}
-		v := "FAIL"
-		if t.ok {
-			v = "pass"
-		}
-		w("| %s | %s | %.2fx | ≥ %gx | %s |\n", t.name, t.measured, t.ratio, t.goal, v)
+		w("| %s | %s | %.2fx | ≥ %gx | %s | %s |\n", t.name, t.measured, t.ratio, t.goal, t.limit, t.verdict())
 	}
 	if r := d.Find("native", "uncontended", 1); r != nil {
 		if f := d.Floor; f != nil && f.BoundUs() > 0 {
-			v := "FAIL"
+			v, limit := "FAIL", ""
+			if c := d.CeilingAt(1); c != nil {
+				limit = fmt.Sprintf("commit p50 %s: %.2fx", dur(c.P50Us), c.P50Us/f.BoundUs())
+				if c.P50Us > f.BoundUs() {
+					v = "FAIL: out of reach, raft alone is above the bound"
+				}
+			}
 			if r.Acquire.P50Us <= f.BoundUs() {
 				v = "pass"
 			}
-			w("| uncontended, 1 client: native acquire p50 vs 2 x (fsync %s + loopback round trip %s), both measured here | p50 %s (p99 %s, p999 %s) vs %s | %.2fx | ≤ 1x | %s |\n",
-				dur(f.FsyncP50Us), dur(f.RTTP50Us), dur(r.Acquire.P50Us), dur(r.Acquire.P99Us), dur(r.Acquire.P999Us), dur(f.BoundUs()), r.Acquire.P50Us/f.BoundUs(), v)
+			w("| uncontended, 1 client: native acquire p50 vs 2 x (fsync %s + loopback round trip %s), both measured here | p50 %s (p99 %s, p999 %s) vs %s | %.2fx | ≤ 1x | %s | %s |\n",
+				dur(f.FsyncP50Us), dur(f.RTTP50Us), dur(r.Acquire.P50Us), dur(r.Acquire.P99Us), dur(r.Acquire.P999Us), dur(f.BoundUs()), r.Acquire.P50Us/f.BoundUs(), limit, v)
 		} else {
-			w("| uncontended, 1 client: native acquire latency | p50 %s, p99 %s, p999 %s | | measured | - |\n", dur(r.Acquire.P50Us), dur(r.Acquire.P99Us), dur(r.Acquire.P999Us))
+			w("| uncontended, 1 client: native acquire latency | p50 %s, p99 %s, p999 %s | | measured | | - |\n", dur(r.Acquire.P50Us), dur(r.Acquire.P99Us), dur(r.Acquire.P999Us))
 		}
 	}
 	if el, td, ok := d.Elections(); ok {
@@ -308,9 +380,9 @@ func (d *Data) Markdown() string {
 		if el != 0 || td != 0 {
 			v = "FAIL"
 		}
-		w("| elections on this server's nodes over the whole run | %.0f elections, raft_term +%.0f | | 0 | %s |\n", el, td, v)
+		w("| elections on this server's nodes over the whole run | %.0f elections, raft_term +%.0f | | 0 | | %s |\n", el, td, v)
 	} else {
-		w("| elections on this server's nodes over the whole run | metrics not read | | 0 | n/a |\n")
+		w("| elections on this server's nodes over the whole run | metrics not read | | 0 | | n/a |\n")
 	}
 	var viol uint64
 	checked := 0
@@ -324,7 +396,16 @@ func (d *Data) Markdown() string {
 	if viol > 0 {
 		v = "FAIL"
 	}
-	w("| fencing tokens only grow (native, etcd: create revision) | %d violations over %d runs | | 0 | %s |\n\n", viol, checked, v)
+	w("| fencing tokens only grow (native, etcd: create revision) | %d violations over %d runs | | 0 | | %s |\n\n", viol, checked, v)
+	if len(d.Ceiling) > 0 {
+		w("## hashicorp/raft alone (raftceiling)\n\n")
+		w("Three node processes on loopback with this server's raft settings and log store (fsync on), a state machine that does nothing, and C goroutines in the leader calling Apply back to back.\n\n")
+		w("| clients | commits/s | commit p50 / p99 / p999 | max |\n|---:|---:|---|---|\n")
+		for _, c := range d.Ceiling {
+			w("| %d | %s | %s / %s / %s | %s |\n", c.Clients, num(c.CommitsPerS), dur(c.P50Us), dur(c.P99Us), dur(c.P999Us), dur(c.MaxUs))
+		}
+		w("\n")
+	}
 
 	runs := append([]runner.Result(nil), d.Runs...)
 	sort.SliceStable(runs, func(i, j int) bool {

@@ -49,13 +49,13 @@ func TestRender(t *testing.T) {
 	}
 	for _, want := range []string{
 		"- **CPU**: Test CPU",
-		"| uncontended, 1 client: native cycles/s vs etcd Mutex | 500 vs 100 cycles/s | 5.00x | ≥ 4x | pass |",
-		"| uncontended, 64 clients: native cycles/s vs etcd Mutex | 1000 vs 500 cycles/s | 2.00x | ≥ 6x | FAIL |",
-		"vs etcd blocking Lock | 450 vs 10.0 handovers/s | 45.00x | ≥ 10x | pass |",
+		"| uncontended, 1 client: native cycles/s vs etcd Mutex | 500 vs 100 cycles/s | 5.00x | ≥ 4x |  | pass |",
+		"| uncontended, 64 clients: native cycles/s vs etcd Mutex | 1000 vs 500 cycles/s | 2.00x | ≥ 6x |  | FAIL |",
+		"vs etcd blocking Lock | 450 vs 10.0 handovers/s | 45.00x | ≥ 10x |  | pass |",
 		"no native uncontended run at 256 clients",
-		"| 0.60x | ≥ 0.7x | FAIL |", // the worse of the two ping tests
+		"| 0.60x | ≥ 0.7x |  | FAIL |", // the worse of the two ping tests
 		"p50 800 µs, p99 2.50 ms, p999 4.00 ms",
-		"0 elections, raft_term +0 | | 0 | pass |",
+		"0 elections, raft_term +0 | | 0 | | pass |",
 		"| setnx | all | not run: probe cycle failed: acquire: ERR unknown command 'SET' |",
 		"| node1 | 1 → 1 | 2 → 2 | - |",
 		"## redis-benchmark -t set -P 16 (pipelined writes, not a target)",
@@ -74,8 +74,8 @@ func TestFloorTarget(t *testing.T) {
 		p50  float64
 		want string
 	}{
-		{500, "p50 500 µs (p99 2.50 ms, p999 4.00 ms) vs 600 µs | 0.83x | ≤ 1x | pass |"},
-		{900, "p50 900 µs (p99 2.50 ms, p999 4.00 ms) vs 600 µs | 1.50x | ≤ 1x | FAIL |"},
+		{500, "p50 500 µs (p99 2.50 ms, p999 4.00 ms) vs 600 µs | 0.83x | ≤ 1x |  | pass |"},
+		{900, "p50 900 µs (p99 2.50 ms, p999 4.00 ms) vs 600 µs | 1.50x | ≤ 1x |  | FAIL |"},
 	} {
 		dir := t.TempDir()
 		os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
@@ -101,7 +101,48 @@ func TestElectionsFail(t *testing.T) {
 	if !ok || el != 1 || td != 1 {
 		t.Fatal(el, td, ok)
 	}
-	if !strings.Contains(d.Markdown(), "1 elections, raft_term +1 | | 0 | FAIL |") {
+	if !strings.Contains(d.Markdown(), "1 elections, raft_term +1 | | 0 | | FAIL |") {
 		t.Fatal(d.Markdown())
+	}
+}
+
+// TestCeilingLimits: with ceiling.json each target also shows what raft
+// alone reaches against the same baseline, and a target that raft alone
+// misses is marked out of reach rather than just failed.
+func TestCeilingLimits(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
+	run := func(label, mode string, clients int, cps, hps, p50 float64) {
+		writeRun(t, dir, runner.Result{Label: label, System: label, Mode: mode, Clients: clients, CyclesPerS: cps, HandoversPerS: hps,
+			Acquire: runner.Latency{P50Us: p50, P99Us: 2500, P999Us: 4000}})
+	}
+	run("native", "uncontended", 64, 3000, 0, 9000)
+	run("etcd", "uncontended", 64, 1000, 0, 9000) // 3x; raft alone 5x: out of reach
+	run("native", "uncontended", 256, 5000, 0, 9000)
+	run("redis-aof", "uncontended", 256, 16000, 0, 9000) // 0.31x; raft alone 0.94x: a plain FAIL
+	run("native", "uncontended", 1, 250, 0, 1600)
+	run("etcd", "uncontended", 1, 200, 0, 2000) // raft alone 300 cycles/s = 1.5x: out of reach
+	run("native", "wait", 64, 500, 500, 0)
+	run("etcd", "wait", 64, 80, 80, 0) // raft alone 600 serial commits/s = 7.5x: out of reach
+	os.WriteFile(filepath.Join(dir, "floor.json"), []byte(`{"fsync_p50_us":450,"rtt_p50_us":50,"fsync_n":9,"rtt_n":9}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "ceiling.json"), []byte(`[
+		{"clients":1,"commits_per_s":600,"p50_us":1300,"p99_us":6000,"p999_us":9000,"max_us":50000},
+		{"clients":64,"commits_per_s":10000,"p50_us":5000,"p99_us":15000,"p999_us":20000,"max_us":30000},
+		{"clients":256,"commits_per_s":30000,"p50_us":8000,"p99_us":20000,"p999_us":28000,"max_us":30000}]`), 0o644)
+	md, err := Render(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| 3000 vs 1000 cycles/s | 3.00x | ≥ 6x | 10000 commits/s = 5000 cycles/s: 5.00x | FAIL: out of reach, raft alone is below the goal |",
+		"| 250 vs 200 cycles/s | 1.25x | ≥ 4x | 600 commits/s = 300 cycles/s: 1.50x | FAIL: out of reach, raft alone is below the goal |",
+		"| 500 vs 80.0 handovers/s | 6.25x | ≥ 10x | 600 serial commits/s: 7.50x | FAIL: out of reach, raft alone is below the goal |",
+		"| 1.60x | ≤ 1x | commit p50 1.30 ms: 1.30x | FAIL: out of reach, raft alone is above the bound |",
+		"| 5000 vs 16000 cycles/s | 0.31x | ≥ 0.5x | 30000 commits/s = 15000 cycles/s: 0.94x | FAIL |",
+		"| 64 | 10000 | 5.00 ms / 15.00 ms / 20.00 ms | 30.00 ms |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("missing %q in:\n%s", want, md)
+		}
 	}
 }

@@ -1,0 +1,96 @@
+package ceiling
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// lockedBuffer is an io.Writer that three nodes can share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestThreeNodesOneResult runs a short measurement with three nodes in this
+// process: exactly one of them (the leader) reports, and its figures are
+// consistent.
+func TestThreeNodesOneResult(t *testing.T) {
+	var addrs []string
+	var ls []net.Listener
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		addrs = append(addrs, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out lockedBuffer
+	errs := make(chan error, 3)
+	for i := range 3 {
+		cfg := Config{ID: fmt.Sprintf("n%d", i+1), Addr: addrs[i], Dir: filepath.Join(dir, fmt.Sprint(i)),
+			Clients: 4, Payload: 64, Warmup: 100 * time.Millisecond, Measure: 400 * time.Millisecond}
+		for j := range 3 {
+			if j != i {
+				cfg.Peers = append(cfg.Peers, Peer{ID: fmt.Sprintf("n%d", j+1), Addr: addrs[j]})
+			}
+		}
+		go func() { errs <- RunNode(ctx, cfg, &out) }()
+	}
+	for ctx.Err() == nil && !strings.Contains(out.String(), "\n") {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // a second report would show up by now
+	cancel()
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("want one result line, got %q", out.String())
+	}
+	var r Result
+	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Clients != 4 || r.Payload != 64 || r.Commits == 0 || r.CommitsPerS <= 0 || !strings.HasPrefix(r.Leader, "n") {
+		t.Fatalf("result %+v", r)
+	}
+	if !(r.P50Us > 0 && r.P50Us <= r.P99Us && r.P99Us <= r.P999Us && r.P999Us <= r.MaxUs) {
+		t.Fatalf("quantiles out of order: %+v", r)
+	}
+}
+
+func TestRunNodeRefusesNoLoad(t *testing.T) {
+	if err := RunNode(context.Background(), Config{ID: "n1", Dir: t.TempDir()}, &bytes.Buffer{}); err == nil {
+		t.Fatal("a node without clients or a measured time must be refused")
+	}
+}
