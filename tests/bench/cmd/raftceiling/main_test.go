@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/distlock/distlock/tests/bench/internal/ceiling"
 )
@@ -23,7 +25,7 @@ func TestMain(m *testing.M) {
 // TestEndToEnd runs the command the way run.sh does, for two client counts,
 // and checks its JSON.
 func TestEndToEnd(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-clients", "1,3", "-duration", "300ms", "-warmup", "100ms", "-json", "-dir", t.TempDir())
+	cmd := exec.Command(os.Args[0], "-clients", "1,3", "-pack", "0,1", "-duration", "300ms", "-warmup", "100ms", "-json", "-dir", t.TempDir())
 	cmd.Env = append(os.Environ(), "RAFTCEILING_RUN=1")
 	out, err := cmd.Output()
 	if err != nil {
@@ -33,15 +35,41 @@ func TestEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(out, &rs); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	if len(rs) != 2 || rs[0].Clients != 1 || rs[1].Clients != 3 || rs[0].Commits == 0 || rs[1].Commits == 0 {
-		t.Fatalf("results %+v", rs)
+	if len(rs) != 4 {
+		t.Fatalf("want 4 runs (2 client counts x 2 packs), got %+v", rs)
+	}
+	for i, want := range []struct{ clients, pack int }{{1, 0}, {1, 1}, {3, 0}, {3, 1}} {
+		if rs[i].Clients != want.clients || rs[i].Pack != want.pack || rs[i].Commits == 0 {
+			t.Fatalf("run %d: %+v, want clients %d pack %d", i, rs[i], want.clients, want.pack)
+		}
 	}
 }
 
-func TestBadClientCounts(t *testing.T) {
-	for _, arg := range []string{"0", "x", "1,,2"} {
-		if code := run([]string{"-clients", arg}); code != 2 {
-			t.Errorf("-clients %q: exit %d, want 2", arg, code)
+func TestBadLists(t *testing.T) {
+	for _, args := range [][]string{
+		{"-clients", "0"}, {"-clients", "x"}, {"-clients", "1,,2"},
+		{"-pack", "-1"}, {"-pack", "a"},
+	} {
+		if code := run(args); code != 2 {
+			t.Errorf("%q: exit %d, want 2", args, code)
 		}
+	}
+}
+
+// TestNodeExitFailsTheRun: a node that cannot start (its peers list is
+// refused) ends the run with an error instead of a wait for the time limit.
+func TestNodeExitFailsTheRun(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-clients", "1", "-pack", "0", "-payload", "-5", "-duration", "300ms", "-warmup", "100ms", "-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "RAFTCEILING_RUN=1")
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("want a failed run, got: %s", out)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Fatalf("the failure took %s to notice", took)
+	}
+	if !strings.Contains(string(out), "exited before a result") {
+		t.Fatalf("output: %s", out)
 	}
 }

@@ -1,10 +1,16 @@
 // Package ceiling measures what the consensus layer alone can do on this
 // machine: a 3-node hashicorp/raft cluster with the server's own log store
-// (walstore, fsync on) and transport settings, a state machine that does
-// nothing, and C goroutines inside the leader's process calling Apply in a
-// loop. No client connections, no RESP, no forwarding, no lock table: the
-// figures are an upper bound for any server built on these libraries here,
-// and the lock targets of issue #7 can be read against it.
+// (walstore, fsync on) and raft settings, a state machine that does
+// nothing, and C goroutines inside the leader's process each committing one
+// command after another. No client connections, no RESP, no forwarding, no
+// lock table.
+//
+// Two ways to commit are measured. With Pack 0 each command is its own raft
+// entry, as this server proposes them (raft still writes and replicates
+// many entries per fsync): an upper bound for this server's design. With
+// Pack K > 0 the commands waiting at a moment are packed into one entry,
+// with at most K entries in flight: raft's cost per entry is then shared,
+// an upper bound for a server that packs commands (this one does not yet).
 package ceiling
 
 import (
@@ -37,20 +43,25 @@ type Config struct {
 	Addr    string // raft address, host:port
 	Peers   []Peer
 	Dir     string // the node's own data directory
-	Clients int    // concurrent Apply loops on the leader
+	Clients int    // concurrent command loops on the leader
 	Payload int    // bytes per command
+	Pack    int    // 0: one entry per command; K > 0: pack, K entries in flight
 	Warmup  time.Duration
 	Measure time.Duration
 }
 
-// Result is what the leader measured.
+// Result is what the leader measured. A commit is one command committed
+// (its Apply returned); Entries counts raft log entries, which differ from
+// Commits only when commands are packed. Latencies are per command.
 type Result struct {
 	Leader      string  `json:"leader"`
 	Clients     int     `json:"clients"`
+	Pack        int     `json:"pack"`
 	Payload     int     `json:"payload_bytes"`
 	Seconds     float64 `json:"seconds"`
 	Commits     uint64  `json:"commits"`
 	CommitsPerS float64 `json:"commits_per_s"`
+	Entries     uint64  `json:"entries"`
 	P50Us       float64 `json:"p50_us"`
 	P99Us       float64 `json:"p99_us"`
 	P999Us      float64 `json:"p999_us"`
@@ -83,8 +94,8 @@ func (nopSnapshot) Release()                          {}
 // runs the load and writes its Result as one JSON line to out (the other
 // nodes write nothing); it returns after ctx ends either way.
 func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
-	if cfg.Clients < 1 || cfg.Measure <= 0 {
-		return errors.New("ceiling: need at least 1 client and a measured duration")
+	if cfg.Clients < 1 || cfg.Measure <= 0 || cfg.Pack < 0 || cfg.Payload < 0 {
+		return errors.New("ceiling: need at least 1 client, a measured duration, and a pack and payload of 0 or more")
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return fmt.Errorf("ceiling: %w", err)
@@ -120,11 +131,13 @@ func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
-	r, err := raft.NewRaft(rc, &nopFSM{}, logs, store, snaps, trans)
+	fsm := &nopFSM{}
+	r, err := raft.NewRaft(rc, fsm, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
-	defer r.Shutdown()
+	// Raft must be down before the deferred transport and store closes.
+	defer func() { r.Shutdown().Error() }()
 	servers := []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.Addr)}}
 	for _, p := range cfg.Peers {
 		servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr)})
@@ -144,7 +157,7 @@ func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
 	case <-ctx.Done():
 		return nil
 	}
-	res, err := load(ctx, r, cfg)
+	res, err := load(ctx, r, cfg, fsm.applied.Load)
 	if err != nil {
 		return err
 	}
@@ -155,13 +168,30 @@ func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
 	return nil
 }
 
-// load runs cfg.Clients Apply loops for the warm-up and then the measured
-// time, recording only what completes inside the measured window.
-func load(ctx context.Context, r *raft.Raft, cfg Config) (Result, error) {
-	payload := make([]byte, cfg.Payload)
+// load runs cfg.Clients command loops for the warm-up and then the measured
+// time. A command counts if it completes inside the measured window; its
+// latency is recorded if it also started inside it.
+// applied reads the number of entries the state machine has applied.
+func load(ctx context.Context, r *raft.Raft, cfg Config, applied func() uint64) (Result, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	commit := func() error { return r.Apply(make([]byte, cfg.Payload), 5*time.Second).Error() }
+	if cfg.Pack > 0 {
+		p := newPacker(r, cfg.Payload, cfg.Pack)
+		go p.run(ctx)
+		commit = func() error { return p.commit(ctx) }
+	}
 	start := time.Now().Add(cfg.Warmup)
 	end := start.Add(cfg.Measure)
+	entries := make(chan uint64, 1)
+	go func() { // entries applied inside the window
+		time.Sleep(time.Until(start))
+		first := applied()
+		time.Sleep(time.Until(end))
+		entries <- applied() - first
+	}()
 	hists := make([]*hist.Histogram, cfg.Clients)
+	counts := make([]uint64, cfg.Clients)
 	errs := make(chan error, cfg.Clients)
 	var wg sync.WaitGroup
 	for c := range cfg.Clients {
@@ -175,18 +205,22 @@ func load(ctx context.Context, r *raft.Raft, cfg Config) (Result, error) {
 				if t0.After(end) {
 					return
 				}
-				if err := r.Apply(payload, 5*time.Second).Error(); err != nil {
+				if err := commit(); err != nil {
 					errs <- fmt.Errorf("ceiling: apply: %w", err)
 					return
 				}
-				if !t0.Before(start) && time.Now().Before(end) {
-					h.Record(time.Since(t0))
+				if t1 := time.Now(); t1.After(start) && t1.Before(end) {
+					counts[c]++
+					if t0.After(start) {
+						h.Record(t1.Sub(t0))
+					}
 				}
 			}
 		}()
 	}
 	wg.Wait()
 	close(errs)
+	ents := <-entries
 	if err := <-errs; err != nil {
 		return Result{}, err
 	}
@@ -194,21 +228,92 @@ func load(ctx context.Context, r *raft.Raft, cfg Config) (Result, error) {
 		return Result{}, fmt.Errorf("ceiling: stopped before the end of the run: %w", err)
 	}
 	all := hist.New()
-	for _, h := range hists {
+	var n uint64
+	for c, h := range hists {
 		all.Merge(h)
+		n += counts[c]
 	}
 	us := func(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 	secs := cfg.Measure.Seconds()
 	return Result{
 		Leader:      cfg.ID,
 		Clients:     cfg.Clients,
+		Pack:        cfg.Pack,
 		Payload:     cfg.Payload,
 		Seconds:     secs,
-		Commits:     all.Count(),
-		CommitsPerS: float64(all.Count()) / secs,
+		Commits:     n,
+		CommitsPerS: float64(n) / secs,
+		Entries:     ents,
 		P50Us:       us(all.Quantile(0.5)),
 		P99Us:       us(all.Quantile(0.99)),
 		P999Us:      us(all.Quantile(0.999)),
 		MaxUs:       us(all.Max()),
 	}, nil
+}
+
+// packer commits the commands waiting at a moment as one raft entry, with
+// at most a fixed number of entries in flight: while they are, new commands
+// queue, and the next entry takes them all (group commit above raft).
+type packer struct {
+	r       *raft.Raft
+	payload int
+	queue   chan chan error
+	slots   chan struct{}
+}
+
+// maxPack bounds the commands in one entry.
+const maxPack = 1024
+
+func newPacker(r *raft.Raft, payload, inFlight int) *packer {
+	return &packer{r: r, payload: payload, queue: make(chan chan error, maxPack), slots: make(chan struct{}, inFlight)}
+}
+
+// commit queues one command and waits until the entry holding it commits.
+func (p *packer) commit(ctx context.Context) error {
+	done := make(chan error, 1)
+	select {
+	case p.queue <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *packer) run(ctx context.Context) {
+	for {
+		var batch []chan error
+		select {
+		case d := <-p.queue:
+			batch = append(batch, d)
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+	drain: // everything that queued meanwhile goes into this entry
+		for len(batch) < maxPack {
+			select {
+			case d := <-p.queue:
+				batch = append(batch, d)
+			default:
+				break drain
+			}
+		}
+		f := p.r.Apply(make([]byte, p.payload*len(batch)), 5*time.Second)
+		go func() {
+			err := f.Error()
+			<-p.slots
+			for _, d := range batch {
+				d <- err
+			}
+		}()
+	}
 }

@@ -31,10 +31,38 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// TestThreeNodesOneResult runs a short measurement with three nodes in this
-// process: exactly one of them (the leader) reports, and its figures are
-// consistent.
+// TestThreeNodesOneResult runs short measurements with three nodes in this
+// process, an entry per command and packed: exactly one node (the leader)
+// reports, and its figures are consistent.
 func TestThreeNodesOneResult(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		clients, pack int
+	}{
+		{"an entry per command", 4, 0},
+		{"packed, one entry in flight", 8, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runCluster(t, tc.clients, tc.pack)
+			if r.Clients != tc.clients || r.Pack != tc.pack || r.Payload != 64 || r.Commits == 0 || r.CommitsPerS <= 0 || r.Entries == 0 || !strings.HasPrefix(r.Leader, "n") {
+				t.Fatalf("result %+v", r)
+			}
+			if !(r.P50Us > 0 && r.P50Us <= r.P99Us && r.P99Us <= r.P999Us && r.P999Us <= r.MaxUs) {
+				t.Fatalf("quantiles out of order: %+v", r)
+			}
+			// Eight clients behind one entry in flight: entries carry
+			// several commands each.
+			if tc.pack > 0 && r.Entries*2 > r.Commits {
+				t.Fatalf("packed run committed %d commands in %d entries", r.Commits, r.Entries)
+			}
+		})
+	}
+}
+
+// runCluster runs three nodes in this process for a short measurement and
+// returns the one result line they wrote.
+func runCluster(t *testing.T, clients, pack int) Result {
+	t.Helper()
 	var addrs []string
 	var ls []net.Listener
 	for range 3 {
@@ -55,7 +83,7 @@ func TestThreeNodesOneResult(t *testing.T) {
 	errs := make(chan error, 3)
 	for i := range 3 {
 		cfg := Config{ID: fmt.Sprintf("n%d", i+1), Addr: addrs[i], Dir: filepath.Join(dir, fmt.Sprint(i)),
-			Clients: 4, Payload: 64, Warmup: 100 * time.Millisecond, Measure: 400 * time.Millisecond}
+			Clients: clients, Pack: pack, Payload: 64, Warmup: 100 * time.Millisecond, Measure: 400 * time.Millisecond}
 		for j := range 3 {
 			if j != i {
 				cfg.Peers = append(cfg.Peers, Peer{ID: fmt.Sprintf("n%d", j+1), Addr: addrs[j]})
@@ -81,12 +109,7 @@ func TestThreeNodesOneResult(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[0]), &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.Clients != 4 || r.Payload != 64 || r.Commits == 0 || r.CommitsPerS <= 0 || !strings.HasPrefix(r.Leader, "n") {
-		t.Fatalf("result %+v", r)
-	}
-	if !(r.P50Us > 0 && r.P50Us <= r.P99Us && r.P99Us <= r.P999Us && r.P999Us <= r.MaxUs) {
-		t.Fatalf("quantiles out of order: %+v", r)
-	}
+	return r
 }
 
 func TestRunNodeRefusesNoLoad(t *testing.T) {

@@ -189,47 +189,73 @@ type target struct {
 	limitRatio float64
 }
 
-// CeilingAt returns the ceiling run with this many clients, or nil.
-func (d *Data) CeilingAt(clients int) *ceiling.Result {
-	for i := range d.Ceiling {
-		if d.Ceiling[i].Clients == clients {
-			return &d.Ceiling[i]
+// CeilingAt returns the ceiling runs with this many clients, an entry per
+// command first, then packed runs by their pack.
+func (d *Data) CeilingAt(clients int) []ceiling.Result {
+	var out []ceiling.Result
+	for _, c := range d.Ceiling {
+		if c.Clients == clients {
+			out = append(out, c)
 		}
 	}
-	return nil
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Pack < out[j].Pack })
+	return out
 }
 
-// withCycleLimit sets t's limit from the ceiling at clients: a lock cycle
-// is two commits (acquire, release), so raft alone allows commits/s / 2
-// cycles/s; base is the baseline's figure.
+func packName(pack int) string {
+	if pack == 0 {
+		return "an entry per command"
+	}
+	return fmt.Sprintf("packed (%d in flight)", pack)
+}
+
+// withCycleLimit sets t's limit from the ceiling runs at clients: a lock
+// cycle is two commands (acquire, release), so raft alone allows
+// commands/s / 2 cycles/s; base is the baseline's figure. The limit is the
+// best way to commit measured.
 func (d *Data) withCycleLimit(t target, clients int, base float64) target {
-	c := d.CeilingAt(clients)
-	if c == nil || base <= 0 {
+	cs := d.CeilingAt(clients)
+	if len(cs) == 0 || base <= 0 {
 		return t
 	}
-	t.limitRatio = c.CommitsPerS / 2 / base
-	t.limit = fmt.Sprintf("%s commits/s = %s cycles/s: %.2fx", num(c.CommitsPerS), num(c.CommitsPerS/2), t.limitRatio)
+	var parts []string
+	for _, c := range cs {
+		r := c.CommitsPerS / 2 / base
+		t.limitRatio = max(t.limitRatio, r)
+		parts = append(parts, fmt.Sprintf("%s: %s commands/s = %s cycles/s, %.2fx", packName(c.Pack), num(c.CommitsPerS), num(c.CommitsPerS/2), r))
+	}
+	t.limit = strings.Join(parts, "; ")
 	return t
 }
 
 // withHandoverLimit sets t's limit for handovers: each is at least one
-// commit that must finish before the next can start, so raft alone allows
-// the commits/s of one client doing commits back to back.
+// command that must commit before the next can start, so raft alone allows
+// the commands/s of one client committing one after another (packing has
+// nothing to pack there).
 func (d *Data) withHandoverLimit(t target, base float64) target {
-	c := d.CeilingAt(1)
-	if c == nil || base <= 0 {
+	cs := d.CeilingAt(1)
+	if len(cs) == 0 || base <= 0 {
 		return t
 	}
-	t.limitRatio = c.CommitsPerS / base
-	t.limit = fmt.Sprintf("%s serial commits/s: %.2fx", num(c.CommitsPerS), t.limitRatio)
+	best := cs[0]
+	for _, c := range cs {
+		if c.CommitsPerS > best.CommitsPerS {
+			best = c
+		}
+	}
+	t.limitRatio = best.CommitsPerS / base
+	t.limit = fmt.Sprintf("%s serial commands/s: %.2fx", num(best.CommitsPerS), t.limitRatio)
 	return t
 }
 
 func (t target) verdict() string {
+	beyond := t.limit != "" && t.limitRatio < t.goal
 	switch {
+	case t.ok && beyond:
+		return "pass, above raft alone: check the raftceiling run"
 	case t.ok:
 		return "pass"
-	case t.limit != "" && t.limitRatio < t.goal:
+	case beyond:
 		return "FAIL: out of reach, raft alone is below the goal"
 	}
 	return "FAIL"
@@ -348,7 +374,7 @@ func (d *Data) Markdown() string {
 		d.pingRatio(),
 	}
 	w("## Targets (issue #7)\n\n")
-	w("The column *raft alone* is the same ratio for hashicorp/raft with this server's log store and settings and a state machine that does nothing, driven from inside the leader (`raftceiling`, same run): no server built on it can pass where it does not.\n\n")
+	w("The column *raft alone* is the same ratio for hashicorp/raft with this server's raft settings and log store and a state machine that does nothing, driven from inside the leader (`raftceiling`, same run), committing each command as its own entry (as this server does) and packing the waiting commands into one entry (as it does not yet); *out of reach* means that neither reached the goal.\n\n")
 	w("| target | measured | ratio | goal | raft alone | verdict |\n|---|---|---|---|---|---|\n")
 	for _, t := range ts {
 		if t.missing != "" {
@@ -360,9 +386,15 @@ func (d *Data) Markdown() string {
 	if r := d.Find("native", "uncontended", 1); r != nil {
 		if f := d.Floor; f != nil && f.BoundUs() > 0 {
 			v, limit := "FAIL", ""
-			if c := d.CeilingAt(1); c != nil {
-				limit = fmt.Sprintf("commit p50 %s: %.2fx", dur(c.P50Us), c.P50Us/f.BoundUs())
-				if c.P50Us > f.BoundUs() {
+			if cs := d.CeilingAt(1); len(cs) > 0 {
+				best := cs[0]
+				for _, c := range cs {
+					if c.P50Us < best.P50Us {
+						best = c
+					}
+				}
+				limit = fmt.Sprintf("commit p50 %s: %.2fx", dur(best.P50Us), best.P50Us/f.BoundUs())
+				if best.P50Us > f.BoundUs() {
 					v = "FAIL: out of reach, raft alone is above the bound"
 				}
 			}
@@ -399,10 +431,14 @@ func (d *Data) Markdown() string {
 	w("| fencing tokens only grow (native, etcd: create revision) | %d violations over %d runs | | 0 | | %s |\n\n", viol, checked, v)
 	if len(d.Ceiling) > 0 {
 		w("## hashicorp/raft alone (raftceiling)\n\n")
-		w("Three node processes on loopback with this server's raft settings and log store (fsync on), a state machine that does nothing, and C goroutines in the leader calling Apply back to back.\n\n")
-		w("| clients | commits/s | commit p50 / p99 / p999 | max |\n|---:|---:|---|---|\n")
+		w("Three node processes on loopback with the raft settings and log store (fsync on) of the work tree that ran this script, a state machine that does nothing, and C goroutines in the leader each committing one command after another: as their own entries, or packed, the commands waiting at a moment in one entry.\n\n")
+		w("| clients | how | commands/s | entries/s | commit p50 / p99 / p999 | max |\n|---:|---|---:|---:|---|---|\n")
 		for _, c := range d.Ceiling {
-			w("| %d | %s | %s / %s / %s | %s |\n", c.Clients, num(c.CommitsPerS), dur(c.P50Us), dur(c.P99Us), dur(c.P999Us), dur(c.MaxUs))
+			ents := "-"
+			if c.Seconds > 0 && c.Entries > 0 {
+				ents = num(float64(c.Entries) / c.Seconds)
+			}
+			w("| %d | %s | %s | %s | %s / %s / %s | %s |\n", c.Clients, packName(c.Pack), num(c.CommitsPerS), ents, dur(c.P50Us), dur(c.P99Us), dur(c.P999Us), dur(c.MaxUs))
 		}
 		w("\n")
 	}
