@@ -11,12 +11,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"strconv"
 	"strings"
 
 	"github.com/distlock/distlock/tests/bench/internal/floor"
+	"github.com/distlock/distlock/tests/bench/internal/freeport"
 	"github.com/distlock/distlock/tests/bench/internal/promtext"
 	"github.com/distlock/distlock/tests/bench/internal/report"
 )
@@ -41,7 +41,7 @@ func run(args []string) int {
 		if err != nil || n < 1 || n > 100 {
 			return usage()
 		}
-		ports, err := freePorts(n)
+		ports, err := freeport.Loopback(n)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "benchtool:", err)
 			return 1
@@ -110,26 +110,4 @@ func run(args []string) int {
 		return 0
 	}
 	return usage()
-}
-
-// freePorts holds n listeners open at once so that the ports differ, then
-// closes them. Another process could take one before it is used; run.sh
-// checks that each server came up.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

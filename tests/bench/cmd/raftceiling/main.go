@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -27,6 +26,7 @@ import (
 	"time"
 
 	"github.com/distlock/distlock/tests/bench/internal/ceiling"
+	"github.com/distlock/distlock/tests/bench/internal/freeport"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -176,7 +176,7 @@ func (n *node) stop(d time.Duration) {
 // and stops the nodes by PID. A node that exits before the result, a
 // signal or the time limit ends the run with an error.
 func measure(ctx context.Context, exe string, cfg ceiling.Config) (ceiling.Result, error) {
-	ports, err := freePorts(3)
+	ports, err := freeport.Loopback(3)
 	if err != nil {
 		return ceiling.Result{}, err
 	}
@@ -262,19 +262,4 @@ func lastLines(s string, n int) string {
 		ls = ls[len(ls)-n:]
 	}
 	return strings.Join(ls, " | ")
-}
-
-// freePorts returns n distinct free loopback ports (held open together, so
-// none is handed out twice).
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }

@@ -34,6 +34,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/distlock/distlock/tests/bench/internal/freeport"
 )
 
 // Targets of the performance issue.
@@ -185,7 +187,7 @@ func (b *bench) run() error {
 	if _, err := os.Stat(b.data); err == nil {
 		return fmt.Errorf("%s exists: scalebench needs a fresh data dir", b.data)
 	}
-	ports, err := freePorts(3)
+	ports, err := freeport.Loopback(3)
 	if err != nil {
 		return err
 	}
