@@ -170,8 +170,8 @@ func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
 
 // load runs cfg.Clients command loops for the warm-up and then the measured
 // time. A command counts if it completes inside the measured window; its
-// latency is recorded if it also started inside it.
-// applied reads the number of entries the state machine has applied.
+// latency is recorded if it also started inside it. applied returns how many
+// entries the state machine has applied, to count the window's entries.
 func load(ctx context.Context, r *raft.Raft, cfg Config, applied func() uint64) (Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
