@@ -92,9 +92,13 @@ type Result struct {
 	Clients    int      `json:"clients"`
 	Targets    []string `json:"targets"`
 	LeaderOnly bool     `json:"leader_only"`
-	TTLMs      int64    `json:"ttl_ms"`
-	PollMs     float64  `json:"poll_ms,omitempty"`
-	WarmupS    float64  `json:"warmup_s"`
+	// Leader is the raft leader's RESP address when the run started (this
+	// server only; empty when it could not be asked, as for Redis). With
+	// one client, whether Targets[0] is the leader moves the figures.
+	Leader  string  `json:"leader,omitempty"`
+	TTLMs   int64   `json:"ttl_ms"`
+	PollMs  float64 `json:"poll_ms,omitempty"`
+	WarmupS float64 `json:"warmup_s"`
 	// ElapsedS is the measured window (after warm-up).
 	ElapsedS float64 `json:"elapsed_s"`
 
@@ -215,6 +219,19 @@ func scrapeAll(ctx context.Context, urls []string) map[string]map[string]float64
 	return out
 }
 
+// ClientPlacement says, for a run of this server, whether its first target
+// (the one a single client uses) was the raft leader: " (its client on the
+// leader)", " (its client on a follower)", or "" when the leader is unknown.
+func (r Result) ClientPlacement() string {
+	if r.Leader == "" || len(r.Targets) == 0 {
+		return ""
+	}
+	if r.Targets[0] == r.Leader {
+		return " (its client on the leader)"
+	}
+	return " (its client on a follower)"
+}
+
 // Run makes one run. An error that stops the run before it starts (the
 // system is unreachable or lacks a command) is returned in Result.Error
 // and as the error.
@@ -253,6 +270,14 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	defer sys.Close()
 	res.Targets = sys.Targets()
+	switch cfg.System {
+	case "native", "setnx", "redsync":
+		// Only this server answers CLUSTER.INFO; against Redis it fails
+		// and Leader stays empty.
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		res.Leader, _ = drivers.FindLeader(lctx, cfg.Addrs, cfg.Password)
+		cancel()
+	}
 	res.FencingActive = sys.HasTokens()
 
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)

@@ -196,3 +196,21 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestClientPlacement(t *testing.T) {
+	for _, tc := range []struct {
+		leader  string
+		targets []string
+		want    string
+	}{
+		{"a:1", []string{"a:1", "b:2"}, " (its client on the leader)"},
+		{"b:2", []string{"a:1", "b:2"}, " (its client on a follower)"},
+		{"", []string{"a:1"}, ""},
+		{"a:1", nil, ""},
+	} {
+		r := Result{Leader: tc.leader, Targets: tc.targets}
+		if got := r.ClientPlacement(); got != tc.want {
+			t.Errorf("leader %q targets %v: %q, want %q", tc.leader, tc.targets, got, tc.want)
+		}
+	}
+}
