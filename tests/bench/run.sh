@@ -7,8 +7,8 @@
 # runs lockbench over systems x modes x client counts, runs
 # `redis-benchmark -t ping` against redis and a node and pipelined
 # `redis-benchmark -t set -P 16` against durable redis and every node, measures
-# hashicorp/raft alone with the server's log store (raftceiling: the ceiling
-# for any server built on it here), reads every node's
+# hashicorp/raft alone with the server's raft settings and log store
+# (raftceiling: the most a server of this design reaches here), reads every node's
 # raft_election_count / raft_term before and after, stops everything by PID
 # and writes tests/bench/RESULTS.md.
 #
@@ -27,7 +27,7 @@
 #   OUT       [tests/bench/RESULTS.md]
 #   NODE_REV  build ./cmd/node from this git revision (git archive) instead of the work tree
 #   NODE_BIN  use this prebuilt node binary instead of building one
-#   CEILING   [1]   0 skips the raftceiling runs (one per client count)
+#   CEILING   [1]   0 skips the raftceiling runs (one per client count and pack)
 #   KEEP=1    keep the temp dir (data, logs, JSON) after the run
 set -euo pipefail
 

@@ -49,34 +49,8 @@ func run(args []string) int {
 	}
 	cfg := ceiling.Config{Payload: *payload, Warmup: *warmup, Measure: *duration}
 	if *node != "" {
-		n, err := strconv.Atoi(*clients)
-		k, kerr := strconv.Atoi(*packs)
-		if err != nil || kerr != nil {
-			fmt.Fprintln(os.Stderr, "raftceiling: node mode takes one client count and one pack")
-			return 2
-		}
-		cfg.ID, cfg.Addr, cfg.Dir, cfg.Clients, cfg.Pack = *node, *addr, *dir, n, k
-		for _, p := range strings.Split(*peers, ",") {
-			id, a, ok := strings.Cut(p, "=")
-			if !ok {
-				fmt.Fprintf(os.Stderr, "raftceiling: bad peer %q\n", p)
-				return 2
-			}
-			cfg.Peers = append(cfg.Peers, ceiling.Peer{ID: id, Addr: a})
-		}
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-		defer stop()
-		// Stdin is a pipe from the parent: its end (the parent exited, even
-		// by SIGKILL) stops this node too.
-		go func() {
-			io.Copy(io.Discard, os.Stdin)
-			stop()
-		}()
-		if err := ceiling.RunNode(ctx, cfg, os.Stdout); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return 0
+		cfg.ID, cfg.Addr, cfg.Dir = *node, *addr, *dir
+		return runNode(cfg, *clients, *packs, *peers)
 	}
 
 	counts, err := intList(*clients, 1)
@@ -131,6 +105,39 @@ func run(args []string) int {
 			fmt.Fprintln(os.Stderr, "raftceiling:", err)
 			return 1
 		}
+	}
+	return 0
+}
+
+// runNode is node mode: one node of a run that the parent started, with one
+// client count, one pack and its peers as id=addr,...
+func runNode(cfg ceiling.Config, clients, pack, peers string) int {
+	n, err := strconv.Atoi(clients)
+	k, kerr := strconv.Atoi(pack)
+	if err != nil || kerr != nil {
+		fmt.Fprintln(os.Stderr, "raftceiling: node mode takes one client count and one pack")
+		return 2
+	}
+	cfg.Clients, cfg.Pack = n, k
+	for _, p := range strings.Split(peers, ",") {
+		id, a, ok := strings.Cut(p, "=")
+		if !ok {
+			fmt.Fprintf(os.Stderr, "raftceiling: bad peer %q\n", p)
+			return 2
+		}
+		cfg.Peers = append(cfg.Peers, ceiling.Peer{ID: id, Addr: a})
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	// Stdin is a pipe from the parent: its end (the parent exited, even by
+	// SIGKILL) stops this node too.
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
+	if err := ceiling.RunNode(ctx, cfg, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	return 0
 }

@@ -7,7 +7,7 @@
 //	metrics-after.json    ... and after it
 //	meta.txt              "key: value" lines about the machine and the matrix
 //	floor.json            benchtool floor: fsync and loopback round-trip medians
-//	ceiling.json          raftceiling -json: hashicorp/raft alone, commits/s by client count
+//	ceiling.json          raftceiling -json: hashicorp/raft alone, by client count and pack
 package report
 
 import (
@@ -183,6 +183,8 @@ type target struct {
 	goal     float64
 	ok       bool
 	missing  string
+	// base is the baseline's figure (0 if it was not measured).
+	base float64
 	// limit is what hashicorp/raft alone reached against the same
 	// baseline (limitRatio), as a table cell; empty when not measured.
 	limit      string
@@ -209,18 +211,34 @@ func packName(pack int) string {
 	return fmt.Sprintf("packed (%d in flight)", pack)
 }
 
+// bestCeiling returns the ceiling run with this many clients that better
+// ranks first, and false if there is none.
+func (d *Data) bestCeiling(clients int, better func(a, b ceiling.Result) bool) (ceiling.Result, bool) {
+	cs := d.CeilingAt(clients)
+	if len(cs) == 0 {
+		return ceiling.Result{}, false
+	}
+	best := cs[0]
+	for _, c := range cs[1:] {
+		if better(c, best) {
+			best = c
+		}
+	}
+	return best, true
+}
+
 // withCycleLimit sets t's limit from the ceiling runs at clients: a lock
 // cycle is two commands (acquire, release), so raft alone allows
-// commands/s / 2 cycles/s; base is the baseline's figure. The limit is the
-// best way to commit measured.
-func (d *Data) withCycleLimit(t target, clients int, base float64) target {
+// commands/s / 2 cycles/s against t's baseline. The limit is the best way
+// to commit measured.
+func (d *Data) withCycleLimit(t target, clients int) target {
 	cs := d.CeilingAt(clients)
-	if len(cs) == 0 || base <= 0 {
+	if len(cs) == 0 || t.base <= 0 {
 		return t
 	}
 	var parts []string
 	for _, c := range cs {
-		r := c.CommitsPerS / 2 / base
+		r := c.CommitsPerS / 2 / t.base
 		t.limitRatio = max(t.limitRatio, r)
 		parts = append(parts, fmt.Sprintf("%s: %s commands/s = %s cycles/s, %.2fx", packName(c.Pack), num(c.CommitsPerS), num(c.CommitsPerS/2), r))
 	}
@@ -232,18 +250,12 @@ func (d *Data) withCycleLimit(t target, clients int, base float64) target {
 // command that must commit before the next can start, so raft alone allows
 // the commands/s of one client committing one after another (packing has
 // nothing to pack there).
-func (d *Data) withHandoverLimit(t target, base float64) target {
-	cs := d.CeilingAt(1)
-	if len(cs) == 0 || base <= 0 {
+func (d *Data) withHandoverLimit(t target) target {
+	best, ok := d.bestCeiling(1, func(a, b ceiling.Result) bool { return a.CommitsPerS > b.CommitsPerS })
+	if !ok || t.base <= 0 {
 		return t
 	}
-	best := cs[0]
-	for _, c := range cs {
-		if c.CommitsPerS > best.CommitsPerS {
-			best = c
-		}
-	}
-	t.limitRatio = best.CommitsPerS / base
+	t.limitRatio = best.CommitsPerS / t.base
 	t.limit = fmt.Sprintf("%s serial commands/s: %.2fx", num(best.CommitsPerS), t.limitRatio)
 	return t
 }
@@ -264,6 +276,9 @@ func (t target) verdict() string {
 func (d *Data) ratio(name string, goal float64, label, mode string, clients int, baseLabel string, baseClients int, metric func(*runner.Result) float64, unit string) target {
 	t := target{name: name, goal: goal}
 	a, b := d.Find(label, mode, clients), d.Find(baseLabel, mode, baseClients)
+	if b != nil {
+		t.base = metric(b)
+	}
 	switch {
 	case a == nil:
 		t.missing = fmt.Sprintf("no %s %s run at %d clients", label, mode, clients)
@@ -356,12 +371,6 @@ func (d *Data) Markdown() string {
 
 	cycles := func(r *runner.Result) float64 { return r.CyclesPerS }
 	handovers := func(r *runner.Result) float64 { return r.HandoversPerS }
-	base := func(label, mode string, clients int, metric func(*runner.Result) float64) float64 {
-		if r := d.Find(label, mode, clients); r != nil {
-			return metric(r)
-		}
-		return 0
-	}
 	oneClient := func(t target) target {
 		if r := d.Find("native", "uncontended", 1); r != nil && t.measured != "" {
 			t.measured += r.ClientPlacement()
@@ -369,14 +378,10 @@ func (d *Data) Markdown() string {
 		return t
 	}
 	ts := []target{
-		d.withCycleLimit(d.ratio("uncontended, 64 clients: native cycles/s vs etcd Mutex", 6, "native", "uncontended", 64, "etcd", 64, cycles, "cycles/s"),
-			64, base("etcd", "uncontended", 64, cycles)),
-		d.withCycleLimit(d.ratio("uncontended, 256 clients: native cycles/s vs Redis appendfsync always (SET NX PX + script)", 0.5, "native", "uncontended", 256, "redis-aof", 256, cycles, "cycles/s"),
-			256, base("redis-aof", "uncontended", 256, cycles)),
-		d.withCycleLimit(oneClient(d.ratio("uncontended, 1 client: native cycles/s vs etcd Mutex", 4, "native", "uncontended", 1, "etcd", 1, cycles, "cycles/s")),
-			1, base("etcd", "uncontended", 1, cycles)),
-		d.withHandoverLimit(d.ratio("hot key with WAIT, 64 waiters: native handovers/s vs etcd blocking Lock", 10, "native", "wait", 64, "etcd", 64, handovers, "handovers/s"),
-			base("etcd", "wait", 64, handovers)),
+		d.withCycleLimit(d.ratio("uncontended, 64 clients: native cycles/s vs etcd Mutex", 6, "native", "uncontended", 64, "etcd", 64, cycles, "cycles/s"), 64),
+		d.withCycleLimit(d.ratio("uncontended, 256 clients: native cycles/s vs Redis appendfsync always (SET NX PX + script)", 0.5, "native", "uncontended", 256, "redis-aof", 256, cycles, "cycles/s"), 256),
+		d.withCycleLimit(oneClient(d.ratio("uncontended, 1 client: native cycles/s vs etcd Mutex", 4, "native", "uncontended", 1, "etcd", 1, cycles, "cycles/s")), 1),
+		d.withHandoverLimit(d.ratio("hot key with WAIT, 64 waiters: native handovers/s vs etcd blocking Lock", 10, "native", "wait", 64, "etcd", 64, handovers, "handovers/s")),
 		d.pingRatio(),
 	}
 	w("## Targets (issue #7)\n\n")
@@ -392,13 +397,7 @@ func (d *Data) Markdown() string {
 	if r := d.Find("native", "uncontended", 1); r != nil {
 		if f := d.Floor; f != nil && f.BoundUs() > 0 {
 			v, limit := "FAIL", ""
-			if cs := d.CeilingAt(1); len(cs) > 0 {
-				best := cs[0]
-				for _, c := range cs {
-					if c.P50Us < best.P50Us {
-						best = c
-					}
-				}
+			if best, ok := d.bestCeiling(1, func(a, b ceiling.Result) bool { return a.P50Us < b.P50Us }); ok {
 				limit = fmt.Sprintf("commit p50 %s: %.2fx", dur(best.P50Us), best.P50Us/f.BoundUs())
 				if best.P50Us > f.BoundUs() {
 					v = "FAIL; raft alone was above the bound too"
