@@ -7,8 +7,8 @@ import (
 )
 
 // Hash commands: the ones lock scripts use (Redisson keeps its re-entrant
-// lock in a hash). A hash key's token is the raft index of the entry that
-// created it; changing fields bumps its version.
+// lock in a hash). A hash key's token is the sequence number of the command
+// that created it; changing fields bumps its version.
 
 // maxHashFields bounds the fields of one hash, so that a hash cannot grow
 // without bound (copy-on-write makes every change O(fields)).
@@ -35,7 +35,7 @@ func (e *engine) storeHash(old LockState, had bool, key string, h *Hash) {
 		}
 		return
 	}
-	l := LockState{Key: key, Token: e.idx, Version: 1, Deadline: noDeadline, Hash: h}
+	l := LockState{Key: key, Token: e.token, Version: 1, Deadline: noDeadline, Hash: h}
 	if had {
 		l.Token, l.Version, l.TTL, l.Deadline = old.Token, old.Version+1, old.TTL, old.Deadline
 	}

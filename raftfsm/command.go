@@ -37,10 +37,22 @@ const (
 	// the leader's wait queue gets the lock with one commit instead of two,
 	// and nobody can take it in between.
 	OpHandoff Op = 8
+	// OpSetVersion raises the cluster's protocol version to Token (it never
+	// lowers it). The leader proposes it once every voter has registered a
+	// version at least that high (OpSetNode's Token). From protocol version
+	// 2 on, fencing tokens come from a per-command sequence and entries
+	// may carry a batch of commands (see [EncodeBatch]).
+	OpSetVersion Op = 9
 )
 
 // lastOp is the highest Op this version knows.
-const lastOp = OpHandoff
+const lastOp = OpSetVersion
+
+// ProtocolVersion is the newest log format this build applies and, once
+// the whole cluster has registered it, writes. Version 1 is every format up
+// to OpHandoff; version 2 adds OpSetVersion, batch entries and sequence
+// fencing tokens.
+const ProtocolVersion = 2
 
 // String returns the operation's name.
 func (o Op) String() string {
@@ -61,17 +73,28 @@ func (o Op) String() string {
 		return "exec"
 	case OpHandoff:
 		return "handoff"
+	case OpSetVersion:
+		return "set-version"
 	}
 	return fmt.Sprintf("op(%d)", uint8(o))
 }
 
-// commandVersion is the first byte of every encoded command.
-const commandVersion = 1
+// commandVersion is the first byte of every encoded command; batchVersion
+// is the first byte of an entry that carries a batch of commands.
+const (
+	commandVersion = 1
+	batchVersion   = 2
+)
 
-// Errors returned by [Decode].
+// Errors returned by [Decode] and [DecodeEntry].
 var (
 	// ErrBadCommand means the bytes are not a command this version encodes.
 	ErrBadCommand = errors.New("raftfsm: malformed command")
+	// ErrNewerFormat means the bytes start like a command of a format this
+	// version does not know (an unknown version byte or operation): a newer
+	// build wrote them. A replica must not skip such an entry, since its
+	// peers apply it; the state machine halts instead (see [FSM.OnHalt]).
+	ErrNewerFormat = errors.New("raftfsm: entry written by a newer version")
 )
 
 // Command is one state machine operation, as carried in a raft log entry.
@@ -85,7 +108,9 @@ type Command struct {
 	Owner string
 	TTL   time.Duration
 	// Token, when non-zero, must match the lock's fencing token (renew,
-	// release).
+	// release). For OpSetNode it is the protocol version the node runs (0:
+	// unknown, from a build before versions were registered); for
+	// OpSetVersion the cluster's new protocol version.
 	Token uint64
 	// RESPAddr and HTTPAddr are a node's client addresses (OpSetNode; Key is
 	// the node's ID).
@@ -135,19 +160,23 @@ func Encode(dst []byte, c Command) []byte {
 	return dst
 }
 
-// Decode parses a command produced by [Encode]. It rejects unknown versions
-// and operations, truncated input and trailing bytes.
+// Decode parses a command produced by [Encode]. It rejects truncated input
+// and trailing bytes (ErrBadCommand) and unknown versions and operations
+// (ErrNewerFormat).
 func Decode(b []byte) (Command, error) {
 	var c Command
 	if len(b) < 2 {
 		return c, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
 	}
 	if b[0] != commandVersion {
-		return c, fmt.Errorf("%w: version %d", ErrBadCommand, b[0])
+		return c, fmt.Errorf("%w: command version %d", ErrNewerFormat, b[0])
 	}
 	c.Op = Op(b[1])
-	if c.Op < OpAcquire || c.Op > lastOp {
-		return c, fmt.Errorf("%w: unknown op %d", ErrBadCommand, b[1])
+	if c.Op == 0 {
+		return c, fmt.Errorf("%w: op 0", ErrBadCommand)
+	}
+	if c.Op > lastOp {
+		return c, fmt.Errorf("%w: unknown op %d", ErrNewerFormat, b[1])
 	}
 	d := wire.Decoder{B: b[2:]}
 	c.Now = time.Duration(d.Varint())
@@ -177,4 +206,59 @@ func Decode(b []byte) (Command, error) {
 		return Command{}, fmt.Errorf("%w: %d trailing bytes", ErrBadCommand, len(d.B))
 	}
 	return c, nil
+}
+
+// maxBatch is the most commands one batch entry may carry.
+const maxBatch = 4096
+
+// EncodeBatch appends a batch entry carrying cmds, each the output of
+// [Encode], to dst and returns it:
+//
+//	batchVersion u8 | count uvarint | count x (len uvarint | command)
+//
+// A batch must only be proposed once the cluster's protocol version is 2 or
+// more: older builds cannot read it.
+func EncodeBatch(dst []byte, cmds [][]byte) []byte {
+	dst = append(dst, batchVersion)
+	dst = binary.AppendUvarint(dst, uint64(len(cmds)))
+	for _, c := range cmds {
+		dst = binary.AppendUvarint(dst, uint64(len(c)))
+		dst = append(dst, c...)
+	}
+	return dst
+}
+
+// IsBatch reports whether an entry's data is a batch (see [EncodeBatch]).
+func IsBatch(b []byte) bool { return len(b) > 0 && b[0] == batchVersion }
+
+// DecodeBatch parses a batch entry produced by [EncodeBatch]. A command
+// this version does not know makes the whole batch ErrNewerFormat; any
+// other damage makes it ErrBadCommand.
+func DecodeBatch(b []byte) ([]Command, error) {
+	if !IsBatch(b) {
+		return nil, fmt.Errorf("%w: not a batch", ErrBadCommand)
+	}
+	d := wire.Decoder{B: b[1:]}
+	n := d.Count()
+	if d.Err == nil && (n == 0 || n > maxBatch) {
+		return nil, fmt.Errorf("%w: batch of %d commands", ErrBadCommand, n)
+	}
+	cmds := make([]Command, 0, min(n, maxBatch))
+	for i := uint64(0); i < n && d.Err == nil; i++ {
+		c, err := Decode(d.Bytes())
+		if d.Err != nil {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("command %d of the batch: %w", i, err)
+		}
+		cmds = append(cmds, c)
+	}
+	if d.Err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadCommand, d.Err)
+	}
+	if len(d.B) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes after the batch", ErrBadCommand, len(d.B))
+	}
+	return cmds, nil
 }

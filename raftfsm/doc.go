@@ -14,8 +14,11 @@
 //   - A lock expires when cluster time reaches its deadline. Expired locks are
 //     removed at the start of every Apply, so an entry that moves time forward
 //     (an [OpExpire] proposed by the leader, or any other command) frees them.
-//   - The fencing token of a grant is the raft index of the granting entry, so
-//     tokens strictly increase across grants and are never reused.
+//   - The fencing token of a grant is the granting command's sequence number
+//     (the raft index of its entry under protocol version 1), so tokens
+//     strictly increase across grants and are never reused.
+//   - An entry of a newer format than this build knows halts the state
+//     machine ([FSM.OnHalt]) rather than being skipped.
 //   - Snapshots list keys in sorted order behind a versioned header and end in
 //     a CRC32C, so two replicas with the same state write identical bytes.
 //   - Decode and Apply never panic on malformed input; they return errors.

@@ -20,7 +20,7 @@ import (
 // engine runs commands for one entry (or one read).
 type engine struct {
 	f        *FSM
-	idx      uint64        // raft index of the entry; 0 for a read
+	token    uint64        // fencing token of a grant by this command; 0 for a read
 	now      time.Duration // cluster time, frozen for the whole command
 	wall     int64         // the leader's wall clock, unix ms (PXAT, TIME)
 	readOnly bool          // a read: nothing may change
@@ -100,17 +100,17 @@ func IsWrite(args [][]byte) bool {
 	return spec.write
 }
 
-// exec runs an OpExec entry at raft index idx. f.mu must be held. A panic
-// (a bug: commands return errors as values) is answered with an error reply
-// rather than crashing every replica in turn; the code is the same on every
-// replica, so so is the outcome.
-func (f *FSM) exec(idx uint64, c Command) (v lockapi.Value) {
+// exec runs an OpExec command whose grants get fencing token tok. f.mu must
+// be held. A panic (a bug: commands return errors as values) is answered
+// with an error reply rather than crashing every replica in turn; the code
+// is the same on every replica, so so is the outcome.
+func (f *FSM) exec(tok uint64, c Command) (v lockapi.Value) {
 	defer func() {
 		if r := recover(); r != nil {
 			v = lockapi.ErrorValue(fmt.Sprintf("ERR internal error: %v", r))
 		}
 	}()
-	e := &engine{f: f, idx: idx, now: f.now, wall: c.Wall}
+	e := &engine{f: f, token: tok, now: f.now, wall: c.Wall}
 	return e.run(c.Args)
 }
 
@@ -262,12 +262,12 @@ func (e *engine) delete(l LockState) {
 }
 
 // setString stores value under key with the given deadline and TTL. A new
-// key, or one that held another value or a hash, gets a new holder: token =
-// the entry's raft index, version 1 (as LOCK.ACQUIRE grants). Setting the
+// key, or one that held another value or a hash, gets a new holder: the
+// command's fencing token, version 1 (as LOCK.ACQUIRE grants). Setting the
 // value a key already holds keeps its token and bumps its version (as a
 // same-owner LOCK.ACQUIRE extends).
 func (e *engine) setString(old LockState, had bool, key, value string, ttl, deadline time.Duration) LockState {
-	l := LockState{Key: key, Owner: value, Token: e.idx, Version: 1, TTL: ttl, Deadline: deadline}
+	l := LockState{Key: key, Owner: value, Token: e.token, Version: 1, TTL: ttl, Deadline: deadline}
 	if had && !old.IsHash() && old.Owner == value {
 		l.Token, l.Version = old.Token, old.Version+1
 	}

@@ -2,11 +2,13 @@ package raftfsm
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -19,7 +21,9 @@ import (
 type LockState struct {
 	Key   string
 	Owner string
-	// Token is the raft index of the entry that granted the lock.
+	// Token is the fencing token of the grant: the raft index of the
+	// granting entry while the cluster's protocol version is 1, and the
+	// granting command's sequence number from version 2 on (see DESIGN.md).
 	Token uint64
 	// Version is 1 at grant and grows by one per renewal or re-acquire.
 	Version uint64
@@ -53,10 +57,13 @@ type Result struct {
 	Err     error
 }
 
-// NodeAddrs are a cluster member's client addresses, as it registered them.
+// NodeAddrs are a cluster member's client addresses, as it registered them,
+// and the protocol version its build runs (0 when it registered through a
+// leader from before versions were recorded).
 type NodeAddrs struct {
-	RESP string
-	HTTP string
+	RESP    string
+	HTTP    string
+	Version uint64
 }
 
 // expiryItem orders locks by deadline, then key, for the expiry index.
@@ -89,6 +96,19 @@ type FSM struct {
 	protos protoCache
 	// noNatives makes every script run in Lua (tests compare the paths).
 	noNatives bool
+
+	// version is the cluster's protocol version (1 until an OpSetVersion
+	// raises it); seq is the last command sequence number handed out as a
+	// fencing token since version 2.
+	version uint64
+	seq     uint64
+	// versionNow mirrors version for ClusterVersion, which the leader
+	// reads for every entry it proposes, without waiting for Apply's lock.
+	versionNow atomic.Uint64
+	// halted is set when an entry of a newer format arrived; from then on
+	// Apply changes nothing and Snapshot refuses. onHalt hears of it.
+	halted error
+	onHalt func(error)
 }
 
 var _ raft.FSM = (*FSM)(nil)
@@ -119,15 +139,32 @@ func (f *FSM) reset() {
 	f.expiry = btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true})
 	f.nodes = make(map[string]NodeAddrs)
 	f.scripts = scriptCache{}
+	f.version, f.seq = 1, 0
+	f.versionNow.Store(1)
 }
 
-// Apply applies one committed raft log entry and returns a *Result. Entries
-// that do not decode yield a Result with ErrBadCommand (every replica refuses
-// them identically) rather than a panic.
+// Apply applies one committed raft log entry and returns a *Result, or a
+// *BatchResult for a batch entry. Entries that do not decode yield a Result
+// with ErrBadCommand (every replica refuses them identically) rather than a
+// panic. An entry of a newer format (ErrNewerFormat) halts the state
+// machine instead: skipping it would let this replica diverge from peers
+// that apply it.
 func (f *FSM) Apply(l *raft.Log) interface{} {
+	if IsBatch(l.Data) {
+		return f.applyBatch(l)
+	}
 	c, err := Decode(l.Data)
+	if err == nil {
+		err = supported(c)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.halted != nil {
+		return &Result{Err: f.halted}
+	}
+	if errors.Is(err, ErrNewerFormat) {
+		return &Result{Err: f.halt(l.Index, err)}
+	}
 	if l.Index > f.applied {
 		f.applied = l.Index
 	}
@@ -140,6 +177,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 
 // apply runs one decoded command at raft index idx. f.mu must be held.
 func (f *FSM) apply(idx uint64, c Command) Result {
+	tok := f.nextToken(idx)
 	if c.Now > f.now {
 		f.now = c.Now
 	}
@@ -147,7 +185,7 @@ func (f *FSM) apply(idx uint64, c Command) Result {
 	r.Expired = f.expireDue()
 	switch c.Op {
 	case OpAcquire:
-		f.acquire(idx, c, &r)
+		f.acquire(tok, c, &r)
 	case OpRenew:
 		f.renew(c, &r)
 	case OpRelease:
@@ -155,13 +193,15 @@ func (f *FSM) apply(idx uint64, c Command) Result {
 	case OpExpire:
 		// Time has advanced; expireDue did the work.
 	case OpSetNode:
-		f.nodes[c.Key] = NodeAddrs{RESP: c.RESPAddr, HTTP: c.HTTPAddr}
+		f.nodes[c.Key] = NodeAddrs{RESP: c.RESPAddr, HTTP: c.HTTPAddr, Version: c.Token}
 	case OpRemoveNode:
 		delete(f.nodes, c.Key)
 	case OpExec:
-		r.Reply = f.exec(idx, c)
+		r.Reply = f.exec(tok, c)
 	case OpHandoff:
-		f.handoff(idx, c, &r)
+		f.handoff(tok, c, &r)
+	case OpSetVersion:
+		f.raiseVersion(idx, c.Token)
 	default:
 		r.Err = fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
 	}
@@ -177,7 +217,7 @@ func validTTL(ttl time.Duration) error {
 	return nil
 }
 
-func (f *FSM) acquire(idx uint64, c Command, r *Result) {
+func (f *FSM) acquire(tok uint64, c Command, r *Result) {
 	if err := validTTL(c.TTL); err != nil {
 		r.Err = err
 		return
@@ -192,7 +232,7 @@ func (f *FSM) acquire(idx uint64, c Command, r *Result) {
 		f.extend(&cur, c.TTL)
 		r.Lock, r.Extended = cur, true
 	default:
-		l := LockState{Key: c.Key, Owner: c.Owner, Token: idx, Version: 1, TTL: c.TTL, Deadline: f.deadline(c.TTL)}
+		l := LockState{Key: c.Key, Owner: c.Owner, Token: tok, Version: 1, TTL: c.TTL, Deadline: f.deadline(c.TTL)}
 		f.put(l)
 		r.Lock = l
 	}
@@ -223,9 +263,10 @@ func (f *FSM) release(c Command, r *Result) {
 	r.Lock = cur
 }
 
-// handoff releases c.Key like release and grants it to c.NextOwner at idx
-// without freeing it in between (no OnFree: the queue's head was served).
-func (f *FSM) handoff(idx uint64, c Command, r *Result) {
+// handoff releases c.Key like release and grants it to c.NextOwner with
+// fencing token tok, without freeing it in between (no OnFree: the queue's
+// head was served).
+func (f *FSM) handoff(tok uint64, c Command, r *Result) {
 	cur, err := f.heldBy(c)
 	if err != nil {
 		r.Lock, r.Err = cur, err
@@ -237,7 +278,7 @@ func (f *FSM) handoff(idx uint64, c Command, r *Result) {
 		f.freed(cur.Key)
 		return
 	}
-	l := LockState{Key: c.Key, Owner: c.NextOwner, Token: idx, Version: 1, TTL: c.NextTTL, Deadline: f.deadline(c.NextTTL)}
+	l := LockState{Key: c.Key, Owner: c.NextOwner, Token: tok, Version: 1, TTL: c.NextTTL, Deadline: f.deadline(c.NextTTL)}
 	f.put(l)
 	r.Granted = l
 }
@@ -380,10 +421,18 @@ func (f *FSM) NextDeadline() (time.Duration, bool) {
 
 // Snapshot captures the state in O(1) (the maps are copy-on-write) for
 // Persist to write while Apply goes on.
+//
+// A halted state machine refuses: its state stops at the entry it could not
+// apply, and a snapshot labelled with a later index would make the skipped
+// entries look applied after a restart.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy(), nodes: f.copyNodes(), scripts: f.scripts.copy()}, nil
+	if f.halted != nil {
+		return nil, f.halted
+	}
+	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy(), nodes: f.copyNodes(), scripts: f.scripts.copy(),
+		version: f.version, seq: f.seq}, nil
 }
 
 // Restore replaces all state with the snapshot read from rc. The keyspace
@@ -398,8 +447,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	expiry := buildExpiry(st.locks)
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.halted != nil {
+		return f.halted
+	}
 	f.reset()
 	f.now, f.applied = st.now, st.applied
+	f.version, f.seq = st.version, st.seq
+	f.versionNow.Store(f.version)
 	f.locks, f.expiry = st.locks, expiry
 	for _, n := range st.nodes {
 		f.nodes[n.id] = n.addrs
@@ -436,7 +490,10 @@ func buildExpiry(locks *btree.Map[string, LockState]) *btree.BTreeG[expiryItem] 
 // replicas at the same applied index write identical bytes, which is how
 // convergence is checked.
 func (f *FSM) WriteSnapshot(w io.Writer) error {
-	snap, _ := f.Snapshot()
+	snap, err := f.Snapshot()
+	if err != nil {
+		return err
+	}
 	return snap.(*snapshot).write(w)
 }
 

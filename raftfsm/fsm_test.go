@@ -253,11 +253,21 @@ func TestFSMTokensIncreaseAcrossHolders(t *testing.T) {
 
 func TestFSMBadEntriesDoNotPanic(t *testing.T) {
 	f := New()
-	for _, data := range [][]byte{nil, {}, {1}, {9, 1}, {1, 99}, {1, 1, 0xff}} {
-		r := f.Apply(&raft.Log{Index: 1, Data: data}).(*Result)
-		if !errors.Is(r.Err, ErrBadCommand) {
-			t.Errorf("Apply(%x) err = %v, want ErrBadCommand", data, r.Err)
+	for i, data := range [][]byte{nil, {}, {1}, {1, 0}, {1, 1, 0xff}, {2}, {2, 0}, {2, 1, 5, 1}} {
+		r := f.Apply(&raft.Log{Index: uint64(i + 1), Data: data})
+		var err error
+		switch r := r.(type) {
+		case *Result:
+			err = r.Err
+		case *BatchResult:
+			err = r.Results[0].Err
 		}
+		if !errors.Is(err, ErrBadCommand) {
+			t.Errorf("Apply(%x) err = %v, want ErrBadCommand", data, err)
+		}
+	}
+	if err := f.Halted(); err != nil {
+		t.Fatalf("malformed entries halted the state machine: %v", err)
 	}
 }
 

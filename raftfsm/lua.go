@@ -26,7 +26,7 @@ import (
 //     backtracking matcher has no step bound); string.find works with plain
 //     patterns;
 //   - time is the entry's: PTTL, expiry and TIME all see one frozen instant;
-//   - math.random is a PCG seeded from the entry's raft index;
+//   - math.random is a PCG seeded from the command's sequence number;
 //   - tostring of a table or function prints no address;
 //   - a deterministic budget bounds the work: gopher-lua calls the context's
 //     Done once per VM instruction, so a context that counts those calls
@@ -155,7 +155,7 @@ func (e *engine) runLua(sha string, proto *lua.FunctionProto, keys, argv []strin
 		RegistrySize: 4 << 10, RegistryMaxSize: 64 << 10, RegistryGrowStep: 4 << 10})
 	defer L.Close()
 	run := &scriptRun{e: e, sha: sha, readOnly: readOnly || e.readOnly,
-		rng: rand.New(rand.NewPCG(e.idx, 0x9e3779b97f4a7c15)), keys: keys, argv: argv}
+		rng: rand.New(rand.NewPCG(e.token, 0x9e3779b97f4a7c15)), keys: keys, argv: argv}
 	run.budget = &budget{L: L, left: scriptInstructions, bytes: scriptBytes}
 	run.openLibs(L)
 	e.script = run

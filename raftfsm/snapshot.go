@@ -16,23 +16,30 @@ import (
 	"github.com/tidwall/btree"
 )
 
-// Snapshot format, version 2 (all integers big-endian; strings are
+// Snapshot format, version 3 (all integers big-endian; strings are
 // uvarint-length-prefixed):
 //
 //	magic "DLSNAP" | version u16 | applied u64 | now i64 | count u64 |
 //	count x (key | kind u8 | owner | token u64 | version u64 | ttl i64 |
 //	         deadline i64 | [kind 1: fields uvarint | fields x (name | value)]) |
-//	nodes u64 | nodes x (id | resp | http) |
+//	nodes u64 | nodes x (id | resp | http | [v3: protocol u64]) |
 //	script seq u64 | scripts u64 | scripts x (sha | body | seq u64) |
+//	[v3: cluster protocol u64 | token seq u64] |
 //	crc32c u32 of every preceding byte
 //
 // kind is 0 for a string key (a lock; owner is its value) and 1 for a hash
 // (owner empty). Keys are written in key order, hash fields in name order,
 // nodes in id order and scripts in SHA order, so equal states give equal
-// bytes. Version 1 (no kind byte, no hashes, no scripts) is still read.
+// bytes. Version 1 (no kind byte, no hashes, no scripts) and version 2 (no
+// protocol versions) are still read.
+//
+// While the cluster's protocol version is 1 the snapshot is written as
+// version 2, which builds from before protocol versions read: they may still
+// be members. The nodes' registered versions are left out then; each node
+// registers its version again when it finds it missing.
 const (
 	snapshotMagic   = "DLSNAP"
-	snapshotVersion = 2
+	snapshotVersion = 3
 )
 
 // ErrBadSnapshot means a snapshot stream is not one this version wrote, or is
@@ -48,6 +55,8 @@ type snapshot struct {
 	locks   *btree.Map[string, LockState]
 	nodes   map[string]NodeAddrs
 	scripts scriptCache
+	version uint64 // the cluster's protocol version
+	seq     uint64
 }
 
 // Persist writes the snapshot to sink and closes it (or cancels it on error).
@@ -66,9 +75,13 @@ func (s *snapshot) Release() {}
 func (s *snapshot) write(w io.Writer) error {
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
+	format := uint16(snapshotVersion)
+	if s.version < 2 {
+		format = 2
+	}
 	var buf []byte
 	buf = append(buf, snapshotMagic...)
-	buf = binary.BigEndian.AppendUint16(buf, snapshotVersion)
+	buf = binary.BigEndian.AppendUint16(buf, format)
 	buf = binary.BigEndian.AppendUint64(buf, s.applied)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(s.now))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(s.locks.Len()))
@@ -94,6 +107,9 @@ func (s *snapshot) write(w io.Writer) error {
 		buf = wire.AppendString(buf, id)
 		buf = wire.AppendString(buf, s.nodes[id].RESP)
 		buf = wire.AppendString(buf, s.nodes[id].HTTP)
+		if format >= 3 {
+			buf = binary.BigEndian.AppendUint64(buf, s.nodes[id].Version)
+		}
 	}
 	buf = binary.BigEndian.AppendUint64(buf, s.scripts.seq)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(len(s.scripts.m)))
@@ -102,6 +118,10 @@ func (s *snapshot) write(w io.Writer) error {
 		buf = wire.AppendString(buf, sha)
 		buf = wire.AppendString(buf, sc.body)
 		buf = binary.BigEndian.AppendUint64(buf, sc.seq)
+	}
+	if format >= 3 {
+		buf = binary.BigEndian.AppendUint64(buf, s.version)
+		buf = binary.BigEndian.AppendUint64(buf, s.seq)
 	}
 	if _, err := bw.Write(buf); err != nil {
 		return err
@@ -144,6 +164,8 @@ type snapshotState struct {
 	locks   *btree.Map[string, LockState]
 	nodes   []snapshotNode
 	scripts scriptCache
+	version uint64
+	seq     uint64
 }
 
 type snapshotNode struct {
@@ -160,7 +182,7 @@ const maxSnapshotString = 1 << 20
 
 // readSnapshot decodes and verifies a snapshot stream.
 func readSnapshot(r io.Reader) (snapshotState, error) {
-	st := snapshotState{locks: new(btree.Map[string, LockState])}
+	st := snapshotState{locks: new(btree.Map[string, LockState]), version: 1}
 	crc := crc32.New(castagnoli)
 	br := &crcReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc}
 	head := make([]byte, len(snapshotMagic)+2+8+8+8)
@@ -172,7 +194,7 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 	}
 	p := head[len(snapshotMagic):]
 	version := binary.BigEndian.Uint16(p)
-	if version != 1 && version != snapshotVersion {
+	if version < 1 || version > snapshotVersion {
 		return st, fmt.Errorf("%w: unsupported version %d", ErrBadSnapshot, version)
 	}
 	st.applied = binary.BigEndian.Uint64(p[2:])
@@ -206,6 +228,9 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 				*dst, err = readString(br)
 			}
 		}
+		if err == nil && version >= 3 {
+			n.addrs.Version, err = readUint64(br)
+		}
 		if err != nil {
 			return st, fmt.Errorf("%w: node %d: %v", ErrBadSnapshot, i, err)
 		}
@@ -217,6 +242,11 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 	if version >= 2 {
 		if err := readScripts(br, &st.scripts); err != nil {
 			return st, fmt.Errorf("%w: scripts: %v", ErrBadSnapshot, err)
+		}
+	}
+	if version >= 3 {
+		if err := readVersions(br, &st); err != nil {
+			return st, fmt.Errorf("%w: protocol version: %v", ErrBadSnapshot, err)
 		}
 	}
 	sum := crc.Sum32()
@@ -331,6 +361,32 @@ func readScripts(br *crcReader, c *scriptCache) error {
 		c.m[sha] = scriptEntry{body: body, seq: s}
 	}
 	return nil
+}
+
+// readVersions reads the cluster's protocol version and token sequence of a
+// version 3 snapshot.
+func readVersions(br *crcReader, st *snapshotState) error {
+	v, err := readUint64(br)
+	if err != nil {
+		return err
+	}
+	seq, err := readUint64(br)
+	if err != nil {
+		return err
+	}
+	if v < 2 || v > ProtocolVersion {
+		return fmt.Errorf("%w: cluster protocol version %d (this build runs %d)", ErrNewerFormat, v, ProtocolVersion)
+	}
+	st.version, st.seq = v, seq
+	return nil
+}
+
+func readUint64(br *crcReader) (uint64, error) {
+	var b [8]byte
+	if _, err := io.ReadFull(br, b[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint64(b[:]), nil
 }
 
 func readString(br *crcReader) (string, error) {

@@ -1,0 +1,117 @@
+package raftfsm
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/raft"
+)
+
+// ErrHalted is the error of every entry after the state machine met one it
+// cannot apply (see [FSM.OnHalt]).
+var ErrHalted = errors.New("raftfsm: state machine halted")
+
+// BatchResult is what [FSM.Apply] returns for a batch entry: one Result per
+// command, in the batch's order, or a single Result whose Err refuses the
+// whole batch (it did not decode, or the state machine is halted).
+type BatchResult struct {
+	Results []Result
+}
+
+// OnHalt registers fn to be called, inside Apply and so on raft's
+// goroutine, when an entry of a newer format than this build knows is
+// committed. The state machine then stops where it is: every later entry
+// is answered with ErrHalted and changes nothing, and Snapshot and Restore
+// refuse, so no snapshot ever claims the skipped entries. The node must stop
+// and be upgraded; after the upgrade it replays the log from its last
+// snapshot. fn must not block and must not call back into the FSM. Call it
+// before raft starts.
+func (f *FSM) OnHalt(fn func(error)) { f.onHalt = fn }
+
+// Halted returns the error that halted the state machine, or nil.
+func (f *FSM) Halted() error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.halted
+}
+
+// ClusterVersion returns the cluster's protocol version as of the last
+// applied entry: 1 until an OpSetVersion raised it.
+func (f *FSM) ClusterVersion() uint64 { return f.versionNow.Load() }
+
+// halt stops the state machine at entry idx because of err. f.mu must be
+// held.
+func (f *FSM) halt(idx uint64, err error) error {
+	f.halted = fmt.Errorf("%w at raft index %d: %w; upgrade this node to the version the rest of the cluster runs", ErrHalted, idx, err)
+	if f.onHalt != nil {
+		f.onHalt(f.halted)
+	}
+	return f.halted
+}
+
+// supported returns ErrNewerFormat for a command that decodes but asks for
+// more than this build can do: raising the cluster to a protocol version
+// newer than ProtocolVersion.
+func supported(c Command) error {
+	if c.Op == OpSetVersion && c.Token > ProtocolVersion {
+		return fmt.Errorf("%w: protocol version %d (this build runs %d)", ErrNewerFormat, c.Token, ProtocolVersion)
+	}
+	return nil
+}
+
+// nextToken returns the fencing token of the command at raft index idx:
+// the index itself under protocol version 1, the next sequence number from
+// version 2 on (a batch entry holds several commands, and each grant needs
+// its own token). f.mu must be held.
+func (f *FSM) nextToken(idx uint64) uint64 {
+	if f.version < 2 {
+		return idx
+	}
+	f.seq++
+	return f.seq
+}
+
+// raiseVersion applies OpSetVersion at raft index idx. Raising the version
+// to 2 starts the sequence at idx: every token granted before is an index
+// below it, so tokens keep growing. f.mu must be held.
+func (f *FSM) raiseVersion(idx, v uint64) {
+	if v <= f.version {
+		return
+	}
+	if f.version < 2 && v >= 2 {
+		f.seq = idx
+	}
+	f.version = v
+	f.versionNow.Store(v)
+}
+
+// applyBatch applies a batch entry: each command in order, as if each were
+// its own entry at the batch's index, with its own fencing token.
+func (f *FSM) applyBatch(l *raft.Log) *BatchResult {
+	cmds, err := DecodeBatch(l.Data)
+	for i := 0; err == nil && i < len(cmds); i++ {
+		err = supported(cmds[i])
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.halted == nil && errors.Is(err, ErrNewerFormat) {
+		f.halt(l.Index, err)
+	}
+	if f.halted != nil {
+		return &BatchResult{Results: []Result{{Err: f.halted}}}
+	}
+	if l.Index > f.applied {
+		f.applied = l.Index
+	}
+	if err == nil && f.version < 2 {
+		err = fmt.Errorf("%w: a batch entry before protocol version 2", ErrBadCommand)
+	}
+	if err != nil {
+		return &BatchResult{Results: []Result{{Err: err}}}
+	}
+	out := &BatchResult{Results: make([]Result, len(cmds))}
+	for i, c := range cmds {
+		out.Results[i] = f.apply(l.Index, c)
+	}
+	return out
+}
