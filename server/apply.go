@@ -16,15 +16,15 @@ import (
 // context has no deadline.
 const applyTimeout = 10 * time.Second
 
-// apply stamps c with the leader's cluster time, submits it to raft and
-// returns the state machine's result. It is the only place in the code base
-// that calls raft.Apply. The returned error is a lockapi sentinel (wrapped):
+// apply stamps c with the leader's cluster time, submits it to raft through
+// the packer (packer.go, the only place in the code base that calls
+// raft.Apply) and returns the state machine's result. The returned error is a lockapi sentinel (wrapped):
 // either a refusal decided by the state machine or a failure to commit.
 //
 // A command that is one of an ordered sequence (a client's pipeline: ctx
-// carries a [lockapi.Turn]) enters raft's queue after its predecessor and
-// lets its successor in as soon as it is queued, so a pipeline's commands
-// keep their order in the log and share raft's batches.
+// carries a [lockapi.Turn]) enters the packer's queue after its predecessor
+// and lets its successor in as soon as it is queued, so a pipeline's
+// commands keep their order in the log and share entries or raft's batches.
 func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, error) {
 	turn := lockapi.TurnFrom(ctx)
 	defer turn.Done()
@@ -36,28 +36,21 @@ func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, er
 		return raftfsm.Result{}, err
 	}
 	c.Now = now
-	timeout := applyTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl)
-		if timeout <= 0 {
-			return raftfsm.Result{}, fmt.Errorf("%w before the command was submitted", lockapi.ErrTimeout)
-		}
+	p := &proposal{data: raftfsm.Encode(nil, c), done: make(chan struct{})}
+	p.deadline, _ = ctx.Deadline()
+	if !p.deadline.IsZero() && time.Until(p.deadline) <= 0 {
+		return raftfsm.Result{}, fmt.Errorf("%w before the command was submitted", lockapi.ErrTimeout)
 	}
 	start := time.Now()
-	f, err := n.queue.do(func() raft.Future { return n.raft.Apply(raftfsm.Encode(nil, c), timeout) }, turn.Done)
-	if errors.Is(err, lockapi.ErrShuttingDown) {
+	err = n.propose(ctx, p, turn.Done)
+	if errors.Is(err, lockapi.ErrShuttingDown) || errors.Is(err, lockapi.ErrTimeout) {
 		return raftfsm.Result{}, err
 	}
 	if err != nil {
 		return raftfsm.Result{}, raftError(err)
 	}
 	n.metrics.observeApply(start)
-	resp := f.(raft.ApplyFuture).Response()
-	res, ok := resp.(*raftfsm.Result)
-	if !ok {
-		return raftfsm.Result{}, fmt.Errorf("raft apply returned %T, want *raftfsm.Result", resp)
-	}
-	return *res, res.Err
+	return p.res, p.res.Err
 }
 
 // raftError turns an error from a raft future into a lockapi sentinel that

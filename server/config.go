@@ -128,6 +128,11 @@ type UnsafeHooks struct {
 	// forwarding (real address -> address to dial instead), so a test can
 	// route each link through a proxy it can cut. Not a bug, but test-only.
 	DialMap map[string]string
+	// ProtocolVersion, when not zero, is the protocol version this node
+	// announces (registration, joins, when asked) instead of its build's,
+	// as an older build would: tests form mixed-version clusters with it.
+	// Not a bug, but test-only.
+	ProtocolVersion uint64
 	// WallClockExpiry takes cluster time from the leader's wall clock
 	// instead of its monotonic clock, so a wall-clock jump expires locks
 	// early.

@@ -20,11 +20,14 @@ import (
 
 // fwdRequest is a forwarded request.
 type fwdRequest struct {
-	Op       string
-	Key      string
-	Owner    string
-	TTL      time.Duration
-	Wait     time.Duration
+	Op    string
+	Key   string
+	Owner string
+	TTL   time.Duration
+	Wait  time.Duration
+	// Token is a lock's fencing token (renew, release) or, for "register"
+	// and "join", the protocol version the sending node runs (0 from a
+	// build that did not send one).
 	Token    uint64
 	Timeout  time.Duration
 	NodeID   string
@@ -53,7 +56,7 @@ func (r fwdRequest) isWrite() bool {
 	if r.Op == "do" {
 		return raftfsm.IsWrite(r.Argv)
 	}
-	return r.Op != "info" && r.Op != "list"
+	return r.Op != "info" && r.Op != "list" && r.Op != "version"
 }
 
 // errorCodes name the sentinels that cross the wire (and label metrics).
@@ -262,6 +265,12 @@ func (n *Node) handleForwarded(ctx context.Context, req fwdRequest) fwdResponse 
 		// Reads and membership calls take no part in a pipeline's order.
 		lockapi.TurnFrom(ctx).Done()
 	}
+	if req.Op == "version" {
+		// Asked of this very node (by a leader about to add it as a voter),
+		// whether it leads or not.
+		v := lockapi.IntValue(int64(n.protocolVersion()))
+		return fwdResponse{Value: &v}
+	}
 	if !n.isLeader() {
 		// An ordered request is not passed on: its sender let the next
 		// command of the pipeline go once this one was sent, and that one
@@ -301,9 +310,9 @@ func (n *Node) handleForwarded(ctx context.Context, req fwdRequest) fwdResponse 
 			resp.Value = &v
 		}
 	case "register":
-		err = n.localRegister(ctx, req.NodeID, req.RESPAddr, req.HTTPAddr)
+		err = n.localRegister(ctx, req.NodeID, req.RESPAddr, req.HTTPAddr, req.Token)
 	case "join":
-		err = n.localJoin(ctx, req.NodeID, req.Addr)
+		err = n.localJoin(ctx, req.NodeID, req.Addr, req.Token)
 	case "leave":
 		err = n.localLeave(ctx, req.NodeID)
 	default:

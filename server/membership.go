@@ -22,7 +22,7 @@ func (n *Node) Join(ctx context.Context, id, raftAddr string) error {
 	if id == "" || raftAddr == "" {
 		return lockapi.Invalidf("join needs a node id and its raft address")
 	}
-	return n.serveMembership(ctx, fwdRequest{Op: "join", NodeID: id, Addr: raftAddr}, func() error { return n.localJoin(ctx, id, raftAddr) })
+	return n.serveMembership(ctx, fwdRequest{Op: "join", NodeID: id, Addr: raftAddr}, func() error { return n.localJoin(ctx, id, raftAddr, 0) })
 }
 
 // Leave removes a voter from the cluster (CLUSTER.LEAVE). Removing a member
@@ -46,9 +46,24 @@ func (n *Node) serveMembership(ctx context.Context, req fwdRequest, local func()
 	return err
 }
 
-func (n *Node) localJoin(ctx context.Context, id, raftAddr string) error {
+// localJoin adds a voter. version is the protocol version the joining
+// node announced, or 0 when it did not (CLUSTER.JOIN by an operator, or a
+// build from before versions were announced): then the node is asked. A
+// node older than the cluster's protocol version is refused, since it could
+// not read the log it would replicate.
+func (n *Node) localJoin(ctx context.Context, id, raftAddr string, version uint64) error {
 	if _, err := n.leaderNow(ctx); err != nil {
 		return err
+	}
+	n.versionMu.Lock()
+	defer n.versionMu.Unlock()
+	if cv := n.fsm.ClusterVersion(); version < cv {
+		if version == 0 {
+			version = n.askVersion(ctx, raftAddr)
+		}
+		if version < cv {
+			return lockapi.Invalidf("node %s runs protocol version %d (0: it could not be asked), older than the cluster's %d: upgrade it before it joins", id, version, cv)
+		}
 	}
 	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, membershipTimeout).Error(); err != nil {
 		return fmt.Errorf("add voter %s at %s: %w", id, raftAddr, raftError(err))
@@ -72,30 +87,62 @@ func (n *Node) localLeave(ctx context.Context, id string) error {
 	return err
 }
 
-// localRegister records a node's client addresses in the replicated node
-// table.
-func (n *Node) localRegister(ctx context.Context, id, respAddr, httpAddr string) error {
+// protocolVersion is the protocol version this node announces: its build's
+// (raftfsm.ProtocolVersion) unless a test says otherwise.
+func (n *Node) protocolVersion() uint64 {
+	if v := n.cfg.Unsafe.ProtocolVersion; v != 0 {
+		return v
+	}
+	return raftfsm.ProtocolVersion
+}
+
+// askVersion asks the node at raftAddr which protocol version it runs: 1
+// when it answers that it does not know the question (a build from before
+// versions), 0 when it cannot be asked.
+func (n *Node) askVersion(ctx context.Context, raftAddr string) uint64 {
+	resp, err := n.forward(ctx, raftAddr, fwdRequest{Op: "version", Hops: 1})
+	switch {
+	case err == nil && resp.Value != nil && resp.Value.Int > 0:
+		return uint64(resp.Value.Int)
+	case errors.Is(err, lockapi.ErrInvalid):
+		return 1
+	}
+	n.log.Warn("could not ask a joining node its protocol version", "raft", raftAddr, "err", err)
+	return 0
+}
+
+// localRegister records a node's client addresses and protocol version in
+// the replicated node table.
+func (n *Node) localRegister(ctx context.Context, id, respAddr, httpAddr string, version uint64) error {
 	if id == "" {
 		return lockapi.Invalidf("register needs a node id")
 	}
-	_, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpSetNode, Key: id, RESPAddr: respAddr, HTTPAddr: httpAddr})
+	_, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpSetNode, Key: id, RESPAddr: respAddr, HTTPAddr: httpAddr, Token: version})
 	return err
 }
 
-// registerLoop keeps this node's client addresses in the node table, so any
-// node can name them; it registers whenever the table disagrees (first
-// start, changed ports, a member re-added).
+// registerLoop keeps this node's client addresses and protocol version in
+// the node table, so any node can name them and the leader knows what the
+// members can read; it registers whenever the table disagrees (first
+// start, changed ports, an upgrade, a member re-added). On the leader it
+// also raises the cluster's protocol version once every voter can read it.
+//
+// A leader from before versions were registered records the addresses
+// without the version, so while one leads this node registers again every
+// tick: one small entry per node every two election timeouts, until the
+// upgrade reaches the leader.
 func (n *Node) registerLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.ElectionTimeout * 2)
 	defer t.Stop()
-	want := raftfsm.NodeAddrs{RESP: n.respAddr, HTTP: n.httpAddr}
+	want := raftfsm.NodeAddrs{RESP: n.respAddr, HTTP: n.httpAddr, Version: n.protocolVersion()}
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
 		}
+		n.raiseVersion()
 		if got, ok := n.fsm.Nodes()[n.cfg.ID]; ok && got == want {
 			continue
 		}
@@ -103,13 +150,44 @@ func (n *Node) registerLoop() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
-		err := n.serveMembership(ctx, fwdRequest{Op: "register", NodeID: n.cfg.ID, RESPAddr: want.RESP, HTTPAddr: want.HTTP},
-			func() error { return n.localRegister(ctx, n.cfg.ID, want.RESP, want.HTTP) })
+		err := n.serveMembership(ctx, fwdRequest{Op: "register", NodeID: n.cfg.ID, RESPAddr: want.RESP, HTTPAddr: want.HTTP, Token: want.Version},
+			func() error { return n.localRegister(ctx, n.cfg.ID, want.RESP, want.HTTP, want.Version) })
 		cancel()
 		if err != nil && !errors.Is(err, lockapi.ErrShuttingDown) {
 			n.log.Debug("registering client addresses", "err", err)
 		}
 	}
+}
+
+// raiseVersion, on the leader, moves the cluster to this build's protocol
+// version once every member of the raft configuration has registered a
+// version at least as high: from then on entries may use formats that
+// older builds cannot read, so it waits until no member runs one. Joins
+// (localJoin) hold the same lock, so no older node can slip in between the
+// check and the entry.
+func (n *Node) raiseVersion() {
+	if n.fsm.ClusterVersion() >= raftfsm.ProtocolVersion || !n.IsLeader() {
+		return
+	}
+	n.versionMu.Lock()
+	defer n.versionMu.Unlock()
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	nodes := n.fsm.Nodes()
+	for _, s := range f.Configuration().Servers {
+		if nodes[string(s.ID)].Version < raftfsm.ProtocolVersion {
+			return
+		}
+	}
+	ctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
+	defer cancel()
+	if _, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpSetVersion, Token: raftfsm.ProtocolVersion}); err != nil {
+		n.log.Debug("raising the cluster's protocol version", "err", err)
+		return
+	}
+	n.log.Info("cluster protocol version raised", "version", raftfsm.ProtocolVersion)
 }
 
 // caughtUp reports whether this node's state machine has (very likely)
@@ -145,7 +223,7 @@ func (n *Node) joinLoop() {
 	defer n.wg.Done()
 	for attempt := 0; !n.isMember(); attempt++ {
 		ctx, cancel := context.WithTimeout(n.ctx, membershipTimeout)
-		_, err := n.forward(ctx, n.cfg.Join, fwdRequest{Op: "join", NodeID: n.cfg.ID, Addr: n.RaftAddr()})
+		_, err := n.forward(ctx, n.cfg.Join, fwdRequest{Op: "join", NodeID: n.cfg.ID, Addr: n.RaftAddr(), Token: n.protocolVersion()})
 		cancel()
 		if err == nil {
 			n.log.Info("joined the cluster", "via", n.cfg.Join)

@@ -10,7 +10,8 @@ import (
 )
 
 // metrics are the node's Prometheus series: the seed's eight names exactly,
-// plus failures by reason and raft apply latency. They live on the node's
+// plus failures by reason, raft apply latency, commands per entry and the
+// cluster's protocol version. They live on the node's
 // own registry so several nodes in one process never collide.
 type metrics struct {
 	acquires  prometheus.Counter
@@ -19,6 +20,8 @@ type metrics struct {
 	elections prometheus.Counter
 	failures  *prometheus.CounterVec
 	applyDur  prometheus.Histogram
+	// packed counts the commands in each entry this node proposed.
+	packed prometheus.Histogram
 }
 
 func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
@@ -38,11 +41,18 @@ func newMetrics(reg *prometheus.Registry, n *Node) *metrics {
 			Name:    "raft_apply_duration_seconds",
 			Help:    "Time from submitting a command to raft until it was applied.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
+		packed: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "raft_entry_commands",
+			Help:    "Commands carried by each raft entry this node proposed as leader (more than one once the cluster's protocol version allows packing).",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 10)}),
 	}
-	reg.MustRegister(m.acquires, m.releases, m.renews, m.elections, m.failures, m.applyDur,
+	reg.MustRegister(m.acquires, m.releases, m.renews, m.elections, m.failures, m.applyDur, m.packed,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "lock_active_count", Help: "Currently held locks."},
 			func() float64 { return float64(n.fsm.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "cluster_protocol_version", Help: "The cluster's protocol version as this node last applied it (see the README's Upgrades)."},
+			func() float64 { return float64(n.fsm.ClusterVersion()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "raft_term", Help: "Current raft term."},
 			func() float64 { return float64(n.raft.CurrentTerm()) }),

@@ -49,6 +49,11 @@ type Node struct {
 	// and leader checks enter them under the read lock until Close takes
 	// the write lock.
 	queue applyQueue
+	// pack turns commands into raft entries (packer.go).
+	pack *packer
+	// versionMu keeps a join and a raise of the cluster's protocol version
+	// from interleaving (membership.go).
+	versionMu sync.Mutex
 
 	front    frontEnds
 	respAddr string
@@ -59,6 +64,13 @@ type Node struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+
+	// started is closed when Start returns; failed when the node stopped
+	// itself (failErr says why).
+	started  chan struct{}
+	failed   chan struct{}
+	failOnce sync.Once
+	failErr  error
 }
 
 // Start opens the node's stores under cfg.DataDir/cfg.ID, starts raft
@@ -69,15 +81,23 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), clock: cfg.Clock, fsm: raftfsm.New()}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), clock: cfg.Clock, fsm: raftfsm.New(), pack: newPacker(),
+		started: make(chan struct{}), failed: make(chan struct{})}
+	defer close(n.started)
 	n.lead.changed = make(chan struct{})
 	n.fwd.dialMap = cfg.Unsafe.DialMap
 	n.fsm.OnFree(n.waits.freed)
+	n.fsm.OnHalt(n.halt)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if err := n.startRaft(); err != nil {
 		n.Close()
 		return nil, err
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.packLoop()
+	}()
 	if err := n.front.start(n); err != nil {
 		n.Close()
 		return nil, err
@@ -226,6 +246,36 @@ func (n *Node) Close() error {
 		n.log.Info("node stopped")
 	})
 	return n.closeErr
+}
+
+// halt is the state machine's OnHalt: a committed entry is of a format this
+// build cannot apply, so the node must not serve or vote on state it can no
+// longer keep. It stops the node (from another goroutine: Close waits for
+// raft, which is inside Apply) and Failed reports it.
+func (n *Node) halt(err error) {
+	n.log.Error("stopping the node: the log holds an entry this build cannot apply", "err", err)
+	n.failOnce.Do(func() {
+		n.failErr = err
+		close(n.failed)
+	})
+	go func() {
+		<-n.started
+		n.Close()
+	}()
+}
+
+// Failed is closed when the node has stopped itself; Err says why. The
+// process should then exit with an error.
+func (n *Node) Failed() <-chan struct{} { return n.failed }
+
+// Err returns why the node stopped itself, or nil.
+func (n *Node) Err() error {
+	select {
+	case <-n.failed:
+		return n.failErr
+	default:
+		return nil
+	}
 }
 
 // RaftAddr returns the raft address this node advertises.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/hashicorp/raft"
 	"io"
 	"log/slog"
 	"sync"
@@ -12,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/distlock/distlock/lockapi"
+	"github.com/distlock/distlock/raftfsm"
 )
 
 // testClock is a Clock whose wall time can jump while its monotonic time
@@ -66,9 +68,14 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 // waitRegistered waits until n has registered its own addresses in the
 // log, which it does once, shortly after it starts.
+// waitRegistered waits for the entries a lone node writes by itself after
+// start: its addresses and version, then the raise of the cluster's
+// protocol version.
 func waitRegistered(t *testing.T, n *Node) {
 	t.Helper()
-	waitFor(t, 5*time.Second, "address registration", func() bool { _, ok := n.fsm.Nodes()[n.cfg.ID]; return ok })
+	waitFor(t, 5*time.Second, "registration and protocol version", func() bool {
+		return n.fsm.Nodes()[n.cfg.ID].Version == raftfsm.ProtocolVersion && n.fsm.ClusterVersion() == raftfsm.ProtocolVersion
+	})
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -153,6 +160,7 @@ func TestNodeRejectsBadArguments(t *testing.T) {
 
 func TestNodeExpiresWithoutTraffic(t *testing.T) {
 	n := startNode(t, t.TempDir(), nil)
+	waitRegistered(t, n)
 	ctx := ctxT(t)
 	if _, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: 100 * time.Millisecond}); err != nil {
 		t.Fatal(err)

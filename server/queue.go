@@ -25,17 +25,31 @@ type applyQueue struct {
 // closing (lockapi.ErrShuttingDown: nothing was submitted). afterSubmit,
 // if not nil, runs once the future is queued.
 func (q *applyQueue) do(submit func() raft.Future, afterSubmit func()) (raft.Future, error) {
-	q.mu.RLock()
-	defer q.mu.RUnlock()
-	if q.closed {
-		return nil, lockapi.ErrShuttingDown
+	if err := q.enter(); err != nil {
+		return nil, err
 	}
+	defer q.leave()
 	f := submit()
 	if afterSubmit != nil {
 		afterSubmit()
 	}
 	return f, f.Error()
 }
+
+// enter admits one future (lockapi.ErrShuttingDown once the node is
+// closing); the caller submits it and calls leave once it has answered,
+// from any goroutine.
+func (q *applyQueue) enter() error {
+	q.mu.RLock()
+	if q.closed {
+		q.mu.RUnlock()
+		return lockapi.ErrShuttingDown
+	}
+	return nil
+}
+
+// leave ends what enter began.
+func (q *applyQueue) leave() { q.mu.RUnlock() }
 
 // close waits for the futures in flight and refuses new ones.
 func (q *applyQueue) close() {

@@ -44,8 +44,14 @@ func run(args []string) int {
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	s := <-sig
-	logger.Info("shutting down", "signal", s.String())
+	select {
+	case s := <-sig:
+		logger.Info("shutting down", "signal", s.String())
+	case <-n.Failed():
+		n.Close()
+		logger.Error("node stopped itself", "err", n.Err())
+		return 1
+	}
 	if err := n.Close(); err != nil {
 		logger.Error("shutdown", "err", err)
 		return 1
