@@ -11,8 +11,9 @@ type Lock struct {
 	Key string
 	// Owner is the holder's identity, chosen by the client.
 	Owner string
-	// Token is the fencing token: the raft index of the entry that granted
-	// the lock. It strictly increases across successive grants of a key.
+	// Token is the fencing token: the granting command's place in the log
+	// (see raftfsm's DESIGN.md). It strictly increases across successive
+	// grants of a key.
 	Token uint64
 	// Version is 1 at grant and grows by one per renewal.
 	Version uint64

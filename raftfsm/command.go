@@ -38,10 +38,10 @@ const (
 	// and nobody can take it in between.
 	OpHandoff Op = 8
 	// OpSetVersion raises the cluster's protocol version to Token (it never
-	// lowers it). The leader proposes it once every voter has registered a
-	// version at least that high (OpSetNode's Token). From protocol version
-	// 2 on, fencing tokens come from a per-command sequence and entries
-	// may carry a batch of commands (see [EncodeBatch]).
+	// lowers it). The leader proposes it once every member of the raft
+	// configuration has told it that it runs a build of that version. From
+	// protocol version 2 on, fencing tokens come from a per-command sequence
+	// and entries may carry a batch of commands (see [EncodeBatch]).
 	OpSetVersion Op = 9
 )
 
@@ -49,7 +49,7 @@ const (
 const lastOp = OpSetVersion
 
 // ProtocolVersion is the newest log format this build applies and, once
-// the whole cluster has registered it, writes. Version 1 is every format up
+// every member of the cluster runs it, writes. Version 1 is every format up
 // to OpHandoff; version 2 adds OpSetVersion, batch entries and sequence
 // fencing tokens.
 const ProtocolVersion = 2
@@ -108,9 +108,7 @@ type Command struct {
 	Owner string
 	TTL   time.Duration
 	// Token, when non-zero, must match the lock's fencing token (renew,
-	// release). For OpSetNode it is the protocol version the node runs (0:
-	// unknown, from a build before versions were registered); for
-	// OpSetVersion the cluster's new protocol version.
+	// release). For OpSetVersion it is the cluster's new protocol version.
 	Token uint64
 	// RESPAddr and HTTPAddr are a node's client addresses (OpSetNode; Key is
 	// the node's ID).

@@ -57,13 +57,10 @@ type Result struct {
 	Err     error
 }
 
-// NodeAddrs are a cluster member's client addresses, as it registered them,
-// and the protocol version its build runs (0 when it registered through a
-// leader from before versions were recorded).
+// NodeAddrs are a cluster member's client addresses, as it registered them.
 type NodeAddrs struct {
-	RESP    string
-	HTTP    string
-	Version uint64
+	RESP string
+	HTTP string
 }
 
 // expiryItem orders locks by deadline, then key, for the expiry index.
@@ -193,7 +190,7 @@ func (f *FSM) apply(idx uint64, c Command) Result {
 	case OpExpire:
 		// Time has advanced; expireDue did the work.
 	case OpSetNode:
-		f.nodes[c.Key] = NodeAddrs{RESP: c.RESPAddr, HTTP: c.HTTPAddr, Version: c.Token}
+		f.nodes[c.Key] = NodeAddrs{RESP: c.RESPAddr, HTTP: c.HTTPAddr}
 	case OpRemoveNode:
 		delete(f.nodes, c.Key)
 	case OpExec:

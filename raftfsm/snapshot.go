@@ -22,7 +22,7 @@ import (
 //	magic "DLSNAP" | version u16 | applied u64 | now i64 | count u64 |
 //	count x (key | kind u8 | owner | token u64 | version u64 | ttl i64 |
 //	         deadline i64 | [kind 1: fields uvarint | fields x (name | value)]) |
-//	nodes u64 | nodes x (id | resp | http | [v3: protocol u64]) |
+//	nodes u64 | nodes x (id | resp | http) |
 //	script seq u64 | scripts u64 | scripts x (sha | body | seq u64) |
 //	[v3: cluster protocol u64 | token seq u64] |
 //	crc32c u32 of every preceding byte
@@ -31,12 +31,12 @@ import (
 // (owner empty). Keys are written in key order, hash fields in name order,
 // nodes in id order and scripts in SHA order, so equal states give equal
 // bytes. Version 1 (no kind byte, no hashes, no scripts) and version 2 (no
-// protocol versions) are still read.
+// protocol version) are still read.
 //
 // While the cluster's protocol version is 1 the snapshot is written as
 // version 2, which builds from before protocol versions read: they may still
-// be members. The nodes' registered versions are left out then; each node
-// registers its version again when it finds it missing.
+// be members, and the state a version 3 snapshot adds (protocol version 1,
+// no sequence) is what version 2 implies.
 const (
 	snapshotMagic   = "DLSNAP"
 	snapshotVersion = 3
@@ -107,9 +107,6 @@ func (s *snapshot) write(w io.Writer) error {
 		buf = wire.AppendString(buf, id)
 		buf = wire.AppendString(buf, s.nodes[id].RESP)
 		buf = wire.AppendString(buf, s.nodes[id].HTTP)
-		if format >= 3 {
-			buf = binary.BigEndian.AppendUint64(buf, s.nodes[id].Version)
-		}
 	}
 	buf = binary.BigEndian.AppendUint64(buf, s.scripts.seq)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(len(s.scripts.m)))
@@ -227,9 +224,6 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 			if err == nil {
 				*dst, err = readString(br)
 			}
-		}
-		if err == nil && version >= 3 {
-			n.addrs.Version, err = readUint64(br)
 		}
 		if err != nil {
 			return st, fmt.Errorf("%w: node %d: %v", ErrBadSnapshot, i, err)

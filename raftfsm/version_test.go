@@ -184,17 +184,13 @@ func TestFSMBatchBeforeVersion2IsRefused(t *testing.T) {
 	}
 }
 
-func TestFSMNodeVersionsAndSnapshotFormat(t *testing.T) {
+func TestFSMSnapshotFormatFollowsTheVersion(t *testing.T) {
 	f := New()
-	applyCmd(t, f, 1, Command{Op: OpSetNode, Key: "n1", RESPAddr: "r1", HTTPAddr: "h1", Token: 2})
-	applyCmd(t, f, 2, Command{Op: OpSetNode, Key: "n2", RESPAddr: "r2", HTTPAddr: "h2"})
-	if got := f.Nodes(); got["n1"].Version != 2 || got["n2"].Version != 0 {
-		t.Fatalf("Nodes = %+v, want n1 at version 2, n2 unknown", got)
-	}
+	applyCmd(t, f, 1, Command{Op: OpSetNode, Key: "n1", RESPAddr: "r1", HTTPAddr: "h1"})
+	applyCmd(t, f, 2, acq(0, "k", "o", time.Minute))
 	formatOf := func(b []byte) uint16 { return binary.BigEndian.Uint16(b[len(snapshotMagic):]) }
 
-	// Under protocol 1 the snapshot stays readable by older builds: format
-	// 2, without the node versions.
+	// Under protocol 1 the snapshot stays readable by older builds: format 2.
 	v1 := snapshotBytes(t, f)
 	if got := formatOf(v1); got != 2 {
 		t.Fatalf("protocol 1 snapshot format = %d, want 2", got)
@@ -203,9 +199,10 @@ func TestFSMNodeVersionsAndSnapshotFormat(t *testing.T) {
 	if err := g.Restore(nopCloser{bytes.NewReader(v1)}); err != nil {
 		t.Fatal(err)
 	}
-	if got := g.Nodes()["n1"]; got.RESP != "r1" || got.Version != 0 || g.ClusterVersion() != 1 {
+	if got := g.Nodes()["n1"]; got.RESP != "r1" || g.ClusterVersion() != 1 {
 		t.Fatalf("restored %+v at cluster version %d", got, g.ClusterVersion())
 	}
+	checkSameState(t, f, g)
 
 	applyCmd(t, f, 3, setVersion(2))
 	v2 := snapshotBytes(t, f)
@@ -216,8 +213,17 @@ func TestFSMNodeVersionsAndSnapshotFormat(t *testing.T) {
 	if err := h.Restore(nopCloser{bytes.NewReader(v2)}); err != nil {
 		t.Fatal(err)
 	}
-	if h.Nodes()["n1"].Version != 2 || h.ClusterVersion() != 2 {
+	if h.Nodes()["n1"].RESP != "r1" || h.ClusterVersion() != 2 {
 		t.Fatalf("restored nodes %+v at cluster version %d", h.Nodes(), h.ClusterVersion())
 	}
 	checkSameState(t, f, h)
+	// A replica restored from the format 2 snapshot and one that kept its
+	// state reach the same bytes once both apply the raise and a grant.
+	for i, m := range []*FSM{f, g} {
+		if i == 1 {
+			applyCmd(t, m, 3, setVersion(2))
+		}
+		applyCmd(t, m, 4, acq(0, "k2", "o", time.Minute))
+	}
+	checkSameState(t, f, g)
 }

@@ -50,6 +50,10 @@ func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, er
 		return raftfsm.Result{}, raftError(err)
 	}
 	n.metrics.observeApply(start)
+	if errors.Is(p.res.Err, raftfsm.ErrHalted) {
+		// Committed, so the peers applied it; this node could not.
+		return raftfsm.Result{}, fmt.Errorf("%w: %v", lockapi.ErrUnknownOutcome, p.res.Err)
+	}
 	return p.res, p.res.Err
 }
 

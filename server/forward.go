@@ -25,9 +25,9 @@ type fwdRequest struct {
 	Owner string
 	TTL   time.Duration
 	Wait  time.Duration
-	// Token is a lock's fencing token (renew, release) or, for "register"
-	// and "join", the protocol version the sending node runs (0 from a
-	// build that did not send one).
+	// Token is a lock's fencing token (renew, release) or, for "join", the
+	// protocol version the joining node runs (0 from a build that did not
+	// send one).
 	Token    uint64
 	Timeout  time.Duration
 	NodeID   string
@@ -310,7 +310,7 @@ func (n *Node) handleForwarded(ctx context.Context, req fwdRequest) fwdResponse 
 			resp.Value = &v
 		}
 	case "register":
-		err = n.localRegister(ctx, req.NodeID, req.RESPAddr, req.HTTPAddr, req.Token)
+		err = n.localRegister(ctx, req.NodeID, req.RESPAddr, req.HTTPAddr)
 	case "join":
 		err = n.localJoin(ctx, req.NodeID, req.Addr, req.Token)
 	case "leave":

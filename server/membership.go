@@ -48,18 +48,23 @@ func (n *Node) serveMembership(ctx context.Context, req fwdRequest, local func()
 
 // localJoin adds a voter. version is the protocol version the joining
 // node announced, or 0 when it did not (CLUSTER.JOIN by an operator, or a
-// build from before versions were announced): then the node is asked. A
-// node older than the cluster's protocol version is refused, since it could
-// not read the log it would replicate.
+// build from before versions were announced). While the cluster is at
+// protocol version 1 every build may join. Above it, a node that did not
+// announce its version is asked, and one older than the cluster's version
+// (or that cannot say) is refused, since it could not read the log it
+// would replicate.
 func (n *Node) localJoin(ctx context.Context, id, raftAddr string, version uint64) error {
 	if _, err := n.leaderNow(ctx); err != nil {
 		return err
 	}
 	n.versionMu.Lock()
 	defer n.versionMu.Unlock()
-	if cv := n.fsm.ClusterVersion(); version < cv {
+	if cv := n.fsm.ClusterVersion(); max(version, 1) < cv {
 		if version == 0 {
-			version = n.askVersion(ctx, raftAddr)
+			var err error
+			if version, err = n.askVersion(ctx, raftAddr); err != nil {
+				n.log.Warn("could not ask a joining node its protocol version", "id", id, "raft", raftAddr, "err", err)
+			}
 		}
 		if version < cv {
 			return lockapi.Invalidf("node %s runs protocol version %d (0: it could not be asked), older than the cluster's %d: upgrade it before it joins", id, version, cv)
@@ -98,44 +103,45 @@ func (n *Node) protocolVersion() uint64 {
 
 // askVersion asks the node at raftAddr which protocol version it runs: 1
 // when it answers that it does not know the question (a build from before
-// versions), 0 when it cannot be asked.
-func (n *Node) askVersion(ctx context.Context, raftAddr string) uint64 {
+// versions, leading), 0 when it cannot be asked or gives no answer (such a
+// build answers no_leader when it does not lead).
+func (n *Node) askVersion(ctx context.Context, raftAddr string) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, askVersionTimeout)
+	defer cancel()
 	resp, err := n.forward(ctx, raftAddr, fwdRequest{Op: "version", Hops: 1})
 	switch {
 	case err == nil && resp.Value != nil && resp.Value.Int > 0:
-		return uint64(resp.Value.Int)
+		return uint64(resp.Value.Int), nil
+	case err == nil:
+		return 0, errors.New("no version in the answer")
 	case errors.Is(err, lockapi.ErrInvalid):
-		return 1
+		return 1, nil
 	}
-	n.log.Warn("could not ask a joining node its protocol version", "raft", raftAddr, "err", err)
-	return 0
+	return 0, err
 }
 
-// localRegister records a node's client addresses and protocol version in
-// the replicated node table.
-func (n *Node) localRegister(ctx context.Context, id, respAddr, httpAddr string, version uint64) error {
+// askVersionTimeout bounds one "version" question.
+const askVersionTimeout = 2 * time.Second
+
+// localRegister records a node's client addresses in the replicated node
+// table.
+func (n *Node) localRegister(ctx context.Context, id, respAddr, httpAddr string) error {
 	if id == "" {
 		return lockapi.Invalidf("register needs a node id")
 	}
-	_, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpSetNode, Key: id, RESPAddr: respAddr, HTTPAddr: httpAddr, Token: version})
+	_, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpSetNode, Key: id, RESPAddr: respAddr, HTTPAddr: httpAddr})
 	return err
 }
 
-// registerLoop keeps this node's client addresses and protocol version in
-// the node table, so any node can name them and the leader knows what the
-// members can read; it registers whenever the table disagrees (first
-// start, changed ports, an upgrade, a member re-added). On the leader it
-// also raises the cluster's protocol version once every voter can read it.
-//
-// A leader from before versions were registered records the addresses
-// without the version, so while one leads this node registers again every
-// tick: one small entry per node every two election timeouts, until the
-// upgrade reaches the leader.
+// registerLoop keeps this node's client addresses in the node table, so any
+// node can name them; it registers whenever the table disagrees (first
+// start, changed ports, a member re-added). On the leader it also raises
+// the cluster's protocol version once every member runs it (raiseVersion).
 func (n *Node) registerLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.ElectionTimeout * 2)
 	defer t.Stop()
-	want := raftfsm.NodeAddrs{RESP: n.respAddr, HTTP: n.httpAddr, Version: n.protocolVersion()}
+	want := raftfsm.NodeAddrs{RESP: n.respAddr, HTTP: n.httpAddr}
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -150,8 +156,8 @@ func (n *Node) registerLoop() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
-		err := n.serveMembership(ctx, fwdRequest{Op: "register", NodeID: n.cfg.ID, RESPAddr: want.RESP, HTTPAddr: want.HTTP, Token: want.Version},
-			func() error { return n.localRegister(ctx, n.cfg.ID, want.RESP, want.HTTP, want.Version) })
+		err := n.serveMembership(ctx, fwdRequest{Op: "register", NodeID: n.cfg.ID, RESPAddr: want.RESP, HTTPAddr: want.HTTP},
+			func() error { return n.localRegister(ctx, n.cfg.ID, want.RESP, want.HTTP) })
 		cancel()
 		if err != nil && !errors.Is(err, lockapi.ErrShuttingDown) {
 			n.log.Debug("registering client addresses", "err", err)
@@ -160,13 +166,14 @@ func (n *Node) registerLoop() {
 }
 
 // raiseVersion, on the leader, moves the cluster to this build's protocol
-// version once every member of the raft configuration has registered a
-// version at least as high: from then on entries may use formats that
-// older builds cannot read, so it waits until no member runs one. Joins
-// (localJoin) hold the same lock, so no older node can slip in between the
-// check and the entry.
+// version once every member of the raft configuration says it runs it: from
+// then on entries may use formats that older builds cannot read. The
+// members are asked at that moment (the "version" request), not looked up
+// in a table, so a node rolled back to an older build, or one that cannot
+// answer, holds the raise back. Joins (localJoin) hold the same lock, so no
+// older node can slip in between the question and the entry.
 func (n *Node) raiseVersion() {
-	if n.fsm.ClusterVersion() >= raftfsm.ProtocolVersion || !n.IsLeader() {
+	if n.fsm.ClusterVersion() >= raftfsm.ProtocolVersion || n.protocolVersion() < raftfsm.ProtocolVersion || !n.IsLeader() {
 		return
 	}
 	n.versionMu.Lock()
@@ -175,14 +182,17 @@ func (n *Node) raiseVersion() {
 	if f.Error() != nil {
 		return
 	}
-	nodes := n.fsm.Nodes()
+	ctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
+	defer cancel()
 	for _, s := range f.Configuration().Servers {
-		if nodes[string(s.ID)].Version < raftfsm.ProtocolVersion {
+		if s.ID == raft.ServerID(n.cfg.ID) {
+			continue
+		}
+		if v, err := n.askVersion(ctx, string(s.Address)); v < raftfsm.ProtocolVersion {
+			n.log.Debug("not raising the protocol version yet", "member", s.ID, "version", v, "err", err)
 			return
 		}
 	}
-	ctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
-	defer cancel()
 	if _, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpSetVersion, Token: raftfsm.ProtocolVersion}); err != nil {
 		n.log.Debug("raising the cluster's protocol version", "err", err)
 		return

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -71,6 +72,9 @@ type Node struct {
 	failed   chan struct{}
 	failOnce sync.Once
 	failErr  error
+	// halted is set by halt, before anything else: leaderNow refuses from
+	// then on, so no read or write is served from the stopped state.
+	halted atomic.Bool
 }
 
 // Start opens the node's stores under cfg.DataDir/cfg.ID, starts raft
@@ -253,6 +257,7 @@ func (n *Node) Close() error {
 // longer keep. It stops the node (from another goroutine: Close waits for
 // raft, which is inside Apply) and Failed reports it.
 func (n *Node) halt(err error) {
+	n.halted.Store(true)
 	n.log.Error("stopping the node: the log holds an entry this build cannot apply", "err", err)
 	n.failOnce.Do(func() {
 		n.failErr = err

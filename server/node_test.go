@@ -69,12 +69,12 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // waitRegistered waits until n has registered its own addresses in the
 // log, which it does once, shortly after it starts.
 // waitRegistered waits for the entries a lone node writes by itself after
-// start: its addresses and version, then the raise of the cluster's
-// protocol version.
+// start: its addresses and the raise of the cluster's protocol version.
 func waitRegistered(t *testing.T, n *Node) {
 	t.Helper()
 	waitFor(t, 5*time.Second, "registration and protocol version", func() bool {
-		return n.fsm.Nodes()[n.cfg.ID].Version == raftfsm.ProtocolVersion && n.fsm.ClusterVersion() == raftfsm.ProtocolVersion
+		_, ok := n.fsm.Nodes()[n.cfg.ID]
+		return ok && n.fsm.ClusterVersion() == raftfsm.ProtocolVersion
 	})
 }
 
