@@ -5,7 +5,7 @@
 // elected leader run C command loops, prints what the leader measured and
 // stops the nodes by PID.
 //
-//	raftceiling -clients 1,64,256 -pack 0,2 -duration 5s -warmup 1s [-json]
+//	raftceiling -clients 1,64,256 -pack 0,1 -duration 5s -warmup 1s [-json]
 package main
 
 import (
@@ -37,7 +37,7 @@ func run(args []string) int {
 	duration := fs.Duration("duration", 5*time.Second, "measured time per run")
 	warmup := fs.Duration("warmup", time.Second, "load before the measured time")
 	payload := fs.Int("payload", 64, "bytes per command (a lock acquire entry is about this size)")
-	packs := fs.String("pack", "0,2", "comma-separated ways to commit, one run each: 0 = an entry per command; K = pack waiting commands into one entry, K entries in flight")
+	packs := fs.String("pack", "0,1", "comma-separated ways to commit, one run each: 0 = an entry per command; K = pack waiting commands into one entry, K entries in flight")
 	dir := fs.String("dir", "", "data directory (default: a new temporary directory, removed afterwards)")
 	asJSON := fs.Bool("json", false, "print the results as a JSON array")
 	// Node mode, used by the runs this command starts.

@@ -6,11 +6,12 @@
 // lock table.
 //
 // Two ways to commit are measured. With Pack 0 each command is its own raft
-// entry, as this server proposes them (raft still writes and replicates
-// many entries per fsync): an upper bound for this server's design. With
+// entry, as the server proposes them while its cluster is at protocol
+// version 1 (raft still writes and replicates many entries per fsync). With
 // Pack K > 0 the commands waiting at a moment are packed into one entry,
 // with at most K entries in flight: raft's cost per entry is then shared,
-// an upper bound for a server that packs commands (this one does not yet).
+// as the server does from protocol version 2 on (K = 1). Each is an upper
+// bound for a server that commits that way.
 package ceiling
 
 import (
