@@ -24,8 +24,9 @@ import (
 const snapshotsRetained = 2
 
 // logCacheSize is how many recent log entries the leader keeps decoded for
-// replication.
-const logCacheSize = 1024
+// replication. Packed entries hold up to maxPack commands each, so this is
+// up to 512 x 64 KiB of entries (packer.go).
+const logCacheSize = 512
 
 // Node is one member of the lock cluster. It implements lockapi.Service.
 type Node struct {

@@ -32,9 +32,11 @@ const (
 	// 256 clients equal or better, one client and WAIT handovers no worse:
 	// fewer, larger entries leave more of two busy cores to everything else.
 	packInFlight = 1
-	// maxPack and maxPackBytes bound one packed entry.
+	// maxPack and maxPackBytes bound one packed entry. raft's log cache
+	// keeps the last logCacheSize entries in memory, so these also bound
+	// that: at most 32 MiB of entries.
 	maxPack      = 512
-	maxPackBytes = 256 << 10
+	maxPackBytes = 64 << 10
 	// packQueue is how many commands may wait for the packer.
 	packQueue = 4096
 )
@@ -217,6 +219,10 @@ func answer(batch []*proposal, f raft.ApplyFuture, err error) {
 				p.finish(r.Results[0], nil) // the batch was refused as a whole
 			}
 		}
+		// raft's log cache holds the entry's future, and the future this
+		// response, for the last logCacheSize entries: let the results go
+		// (a million locks filled in batches kept 126 MiB of them).
+		r.Results = nil
 	default:
 		err := fmt.Errorf("raft apply returned %T, want a raftfsm result", r)
 		for _, p := range batch {

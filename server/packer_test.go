@@ -1,0 +1,64 @@
+package server
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/distlock/distlock/lockapi"
+	"github.com/distlock/distlock/raftfsm"
+)
+
+// fakeApplyFuture is a raft.ApplyFuture that has already answered.
+type fakeApplyFuture struct {
+	resp interface{}
+	err  error
+}
+
+func (f fakeApplyFuture) Error() error          { return f.err }
+func (f fakeApplyFuture) Index() uint64         { return 7 }
+func (f fakeApplyFuture) Response() interface{} { return f.resp }
+
+func TestAnswerHandsOutResults(t *testing.T) {
+	newBatch := func(n int) []*proposal {
+		b := make([]*proposal, n)
+		for i := range b {
+			b[i] = &proposal{done: make(chan struct{})}
+		}
+		return b
+	}
+	lock := func(token uint64) raftfsm.Result { return raftfsm.Result{Lock: raftfsm.LockState{Token: token}} }
+	refused := raftfsm.Result{Err: raftfsm.ErrBadCommand}
+	tests := []struct {
+		name    string
+		n       int
+		future  fakeApplyFuture
+		want    []uint64 // tokens, in order
+		wantErr error
+	}{
+		{"single", 1, fakeApplyFuture{resp: &raftfsm.Result{Lock: raftfsm.LockState{Token: 5}}}, []uint64{5}, nil},
+		{"batch", 3, fakeApplyFuture{resp: &raftfsm.BatchResult{Results: []raftfsm.Result{lock(8), lock(9), lock(10)}}}, []uint64{8, 9, 10}, nil},
+		{"batch refused whole", 2, fakeApplyFuture{resp: &raftfsm.BatchResult{Results: []raftfsm.Result{refused}}}, []uint64{0, 0}, raftfsm.ErrBadCommand},
+		{"raft error", 2, fakeApplyFuture{err: lockapi.ErrUnknownOutcome}, []uint64{0, 0}, lockapi.ErrUnknownOutcome},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			batch := newBatch(tt.n)
+			answer(batch, tt.future, tt.future.err)
+			for i, p := range batch {
+				<-p.done
+				err := p.err
+				if err == nil {
+					err = p.res.Err
+				}
+				if p.res.Lock.Token != tt.want[i] || !errors.Is(err, tt.wantErr) {
+					t.Errorf("proposal %d: token %d, err %v; want %d, %v", i, p.res.Lock.Token, err, tt.want[i], tt.wantErr)
+				}
+			}
+			// raft's log cache keeps the future, and so the response, of
+			// recent entries: the batch's results must not stay reachable.
+			if r, ok := tt.future.resp.(*raftfsm.BatchResult); ok && r.Results != nil {
+				t.Error("the batch's results are still held by the future's response")
+			}
+		})
+	}
+}
