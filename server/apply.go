@@ -43,18 +43,26 @@ func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, er
 	}
 	start := time.Now()
 	err = n.propose(ctx, p, turn.Done)
-	if errors.Is(err, lockapi.ErrShuttingDown) || errors.Is(err, lockapi.ErrTimeout) {
-		return raftfsm.Result{}, err
+	if err == nil {
+		n.metrics.observeApply(start)
 	}
-	if err != nil {
+	return outcome(p.res, err)
+}
+
+// outcome turns what a proposal came back with into apply's answer: the
+// state machine's result and refusal, or a lockapi sentinel that says
+// whether the command may have taken effect.
+func outcome(res raftfsm.Result, err error) (raftfsm.Result, error) {
+	switch {
+	case errors.Is(err, lockapi.ErrShuttingDown), errors.Is(err, lockapi.ErrTimeout):
+		return raftfsm.Result{}, err // never submitted
+	case err != nil:
 		return raftfsm.Result{}, raftError(err)
-	}
-	n.metrics.observeApply(start)
-	if errors.Is(p.res.Err, raftfsm.ErrHalted) {
+	case errors.Is(res.Err, raftfsm.ErrHalted):
 		// Committed, so the peers applied it; this node could not.
-		return raftfsm.Result{}, fmt.Errorf("%w: %v", lockapi.ErrUnknownOutcome, p.res.Err)
+		return raftfsm.Result{}, fmt.Errorf("%w: %v", lockapi.ErrUnknownOutcome, res.Err)
 	}
-	return p.res, p.res.Err
+	return res, res.Err
 }
 
 // raftError turns an error from a raft future into a lockapi sentinel that

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/distlock/distlock/lockapi"
 	"github.com/distlock/distlock/raftfsm"
 )
@@ -58,6 +60,36 @@ func TestAnswerHandsOutResults(t *testing.T) {
 			// recent entries: the batch's results must not stay reachable.
 			if r, ok := tt.future.resp.(*raftfsm.BatchResult); ok && r.Results != nil {
 				t.Error("the batch's results are still held by the future's response")
+			}
+		})
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	held := raftfsm.Result{Lock: raftfsm.LockState{Owner: "other", Token: 3}, Err: lockapi.ErrHeld}
+	tests := []struct {
+		name      string
+		res       raftfsm.Result
+		err       error
+		want      error
+		wantOwner string
+	}{
+		{"granted", raftfsm.Result{Lock: raftfsm.LockState{Owner: "me", Token: 9}}, nil, nil, "me"},
+		{"refused by the state machine", held, nil, lockapi.ErrHeld, "other"},
+		{"never submitted: closing", raftfsm.Result{}, lockapi.ErrShuttingDown, lockapi.ErrShuttingDown, ""},
+		{"never submitted: deadline", raftfsm.Result{}, lockapi.ErrTimeout, lockapi.ErrTimeout, ""},
+		{"not the leader", raftfsm.Result{}, raft.ErrNotLeader, lockapi.ErrNoLeader, ""},
+		{"leadership lost in flight", raftfsm.Result{}, raft.ErrLeadershipLost, lockapi.ErrUnknownOutcome, ""},
+		{"committed but this node halted", raftfsm.Result{Err: raftfsm.ErrHalted}, nil, lockapi.ErrUnknownOutcome, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := outcome(tt.res, tt.err)
+			if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			if res.Lock.Owner != tt.wantOwner {
+				t.Fatalf("result owner %q, want %q", res.Lock.Owner, tt.wantOwner)
 			}
 		})
 	}
