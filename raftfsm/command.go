@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/distlock/distlock/internal/wire"
@@ -217,6 +218,11 @@ const maxBatch = 4096
 // A batch must only be proposed once the cluster's protocol version is 2 or
 // more: older builds cannot read it.
 func EncodeBatch(dst []byte, cmds [][]byte) []byte {
+	size := 1 + binary.MaxVarintLen64
+	for _, c := range cmds {
+		size += binary.MaxVarintLen32 + len(c)
+	}
+	dst = slices.Grow(dst, size)
 	dst = append(dst, batchVersion)
 	dst = binary.AppendUvarint(dst, uint64(len(cmds)))
 	for _, c := range cmds {

@@ -2,7 +2,6 @@ package raftfsm
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -95,13 +94,12 @@ type FSM struct {
 	noNatives bool
 
 	// version is the cluster's protocol version (1 until an OpSetVersion
-	// raises it); seq is the last command sequence number handed out as a
-	// fencing token since version 2.
-	version uint64
+	// raises it). It changes under mu but is atomic, so ClusterVersion,
+	// which the leader reads for every entry it proposes, does not wait
+	// for Apply's lock. seq is the last command sequence number handed out
+	// as a fencing token since version 2.
+	version atomic.Uint64
 	seq     uint64
-	// versionNow mirrors version for ClusterVersion, which the leader
-	// reads for every entry it proposes, without waiting for Apply's lock.
-	versionNow atomic.Uint64
 	// halted is set when an entry of a newer format arrived; from then on
 	// Apply changes nothing and Snapshot refuses. onHalt hears of it.
 	halted error
@@ -136,8 +134,8 @@ func (f *FSM) reset() {
 	f.expiry = btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true})
 	f.nodes = make(map[string]NodeAddrs)
 	f.scripts = scriptCache{}
-	f.version, f.seq = 1, 0
-	f.versionNow.Store(1)
+	f.version.Store(1)
+	f.seq = 0
 }
 
 // Apply applies one committed raft log entry and returns a *Result, or a
@@ -156,16 +154,7 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.halted != nil {
-		return &Result{Err: f.halted}
-	}
-	if errors.Is(err, ErrNewerFormat) {
-		return &Result{Err: f.halt(l.Index, err)}
-	}
-	if l.Index > f.applied {
-		f.applied = l.Index
-	}
-	if err != nil {
+	if err := f.admit(l.Index, err); err != nil {
 		return &Result{Err: err}
 	}
 	r := f.apply(l.Index, c)
@@ -429,7 +418,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, f.halted
 	}
 	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy(), nodes: f.copyNodes(), scripts: f.scripts.copy(),
-		version: f.version, seq: f.seq}, nil
+		version: f.version.Load(), seq: f.seq}, nil
 }
 
 // Restore replaces all state with the snapshot read from rc. The keyspace
@@ -449,8 +438,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.reset()
 	f.now, f.applied = st.now, st.applied
-	f.version, f.seq = st.version, st.seq
-	f.versionNow.Store(f.version)
+	f.version.Store(st.version)
+	f.seq = st.seq
 	f.locks, f.expiry = st.locks, expiry
 	for _, n := range st.nodes {
 		f.nodes[n.id] = n.addrs

@@ -337,14 +337,13 @@ func readScripts(br *crcReader, c *scriptCache) error {
 		if err != nil {
 			return err
 		}
-		var seq [8]byte
-		if _, err := io.ReadFull(br, seq[:]); err != nil {
+		s, err := readUint64(br)
+		if err != nil {
 			return err
 		}
 		if sha != sha1hex(body) || (i > 0 && sha <= prev) {
 			return fmt.Errorf("script %d: bad or unordered sha", i)
 		}
-		s := binary.BigEndian.Uint64(seq[:])
 		if s == 0 || s > c.seq {
 			return fmt.Errorf("script %d: sequence %d", i, s)
 		}

@@ -37,7 +37,24 @@ func (f *FSM) Halted() error {
 
 // ClusterVersion returns the cluster's protocol version as of the last
 // applied entry: 1 until an OpSetVersion raised it.
-func (f *FSM) ClusterVersion() uint64 { return f.versionNow.Load() }
+func (f *FSM) ClusterVersion() uint64 { return f.version.Load() }
+
+// admit opens entry idx, whose decoding gave err: it returns the error
+// that refuses the whole entry (ErrHalted once halted, halting now on
+// ErrNewerFormat, or err itself), or nil to apply it. Every entry but one
+// that halts counts as applied. f.mu must be held.
+func (f *FSM) admit(idx uint64, err error) error {
+	if f.halted != nil {
+		return f.halted
+	}
+	if errors.Is(err, ErrNewerFormat) {
+		return f.halt(idx, err)
+	}
+	if idx > f.applied {
+		f.applied = idx
+	}
+	return err
+}
 
 // halt stops the state machine at entry idx because of err. f.mu must be
 // held.
@@ -64,7 +81,7 @@ func supported(c Command) error {
 // version 2 on (a batch entry holds several commands, and each grant needs
 // its own token). f.mu must be held.
 func (f *FSM) nextToken(idx uint64) uint64 {
-	if f.version < 2 {
+	if f.version.Load() < 2 {
 		return idx
 	}
 	f.seq++
@@ -75,14 +92,14 @@ func (f *FSM) nextToken(idx uint64) uint64 {
 // to 2 starts the sequence at idx: every token granted before is an index
 // below it, so tokens keep growing. f.mu must be held.
 func (f *FSM) raiseVersion(idx, v uint64) {
-	if v <= f.version {
+	cur := f.version.Load()
+	if v <= cur {
 		return
 	}
-	if f.version < 2 && v >= 2 {
+	if cur < 2 && v >= 2 {
 		f.seq = idx
 	}
-	f.version = v
-	f.versionNow.Store(v)
+	f.version.Store(v)
 }
 
 // applyBatch applies a batch entry: each command in order, as if each were
@@ -94,16 +111,8 @@ func (f *FSM) applyBatch(l *raft.Log) *BatchResult {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.halted == nil && errors.Is(err, ErrNewerFormat) {
-		f.halt(l.Index, err)
-	}
-	if f.halted != nil {
-		return &BatchResult{Results: []Result{{Err: f.halted}}}
-	}
-	if l.Index > f.applied {
-		f.applied = l.Index
-	}
-	if err == nil && f.version < 2 {
+	err = f.admit(l.Index, err)
+	if err == nil && f.version.Load() < 2 {
 		err = fmt.Errorf("%w: a batch entry before protocol version 2", ErrBadCommand)
 	}
 	if err != nil {

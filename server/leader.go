@@ -36,7 +36,7 @@ type leadership struct {
 // to serve. A leader still committing its first barrier makes the caller
 // wait (bounded by ctx); a non-leader fails at once with ErrNoLeader.
 func (n *Node) leaderNow(ctx context.Context) (time.Duration, error) {
-	if n.halted.Load() {
+	if n.Err() != nil {
 		// Its state machine stopped: it must not serve what it holds.
 		return 0, fmt.Errorf("%w: the node stopped at an entry it cannot apply", lockapi.ErrShuttingDown)
 	}

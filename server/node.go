@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -73,9 +72,6 @@ type Node struct {
 	failed   chan struct{}
 	failOnce sync.Once
 	failErr  error
-	// halted is set by halt, before anything else: leaderNow refuses from
-	// then on, so no read or write is served from the stopped state.
-	halted atomic.Bool
 }
 
 // Start opens the node's stores under cfg.DataDir/cfg.ID, starts raft
@@ -255,10 +251,10 @@ func (n *Node) Close() error {
 
 // halt is the state machine's OnHalt: a committed entry is of a format this
 // build cannot apply, so the node must not serve or vote on state it can no
-// longer keep. It stops the node (from another goroutine: Close waits for
-// raft, which is inside Apply) and Failed reports it.
+// longer keep. leaderNow refuses from the moment Failed is closed; the node
+// is stopped from another goroutine (Close waits for raft, which is inside
+// Apply).
 func (n *Node) halt(err error) {
-	n.halted.Store(true)
 	n.log.Error("stopping the node: the log holds an entry this build cannot apply", "err", err)
 	n.failOnce.Do(func() {
 		n.failErr = err

@@ -176,7 +176,7 @@ func (n *Node) submit(batch []*proposal, slot bool) {
 		for i, p := range live {
 			cmds[i] = p.data
 		}
-		data = raftfsm.EncodeBatch(make([]byte, 0, 16+len(live)*4+sizeOf(cmds)), cmds)
+		data = raftfsm.EncodeBatch(nil, cmds)
 	}
 	f := n.raft.Apply(data, timeout)
 	n.metrics.packed.Observe(float64(len(live)))
@@ -188,14 +188,6 @@ func (n *Node) submit(batch []*proposal, slot bool) {
 		release()
 		answer(live, f, err)
 	}()
-}
-
-func sizeOf(cmds [][]byte) int {
-	s := 0
-	for _, c := range cmds {
-		s += len(c)
-	}
-	return s
 }
 
 // answer hands each proposal of an applied (or failed) entry its result.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"sync"
@@ -124,16 +125,12 @@ func TestClusterVersionWaitsForEveryVoter(t *testing.T) {
 
 func snapshotOf(t *testing.T, n *Node) string {
 	t.Helper()
-	var b bytesBuffer
+	var b bytes.Buffer
 	if err := n.fsm.WriteSnapshot(&b); err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return b.String()
 }
-
-type bytesBuffer []byte
-
-func (b *bytesBuffer) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
 
 // TestJoinAtProtocolVersion1: while a member runs version 1 (so the
 // cluster stays there), a node announcing version 1 joins.
