@@ -53,6 +53,7 @@ func TestCorruption(t *testing.T) {
 		damage   func(t *testing.T, b []byte) []byte
 		wantLast uint64 // raft index of the last entry after recovery (0 = empty)
 		refuse   string // if set, Open must fail naming this raft index
+		zeros    bool   // the damage looks like preallocated space: cut without a warning
 	}{
 		{name: "truncated tail", layout: single, wantLast: 19,
 			damage: func(t *testing.T, b []byte) []byte { return b[:len(b)-5] }},
@@ -61,8 +62,12 @@ func TestCorruption(t *testing.T) {
 				sp := recordSpans(t, b)
 				return b[:sp[len(sp)-1][0]+1]
 			}},
-		{name: "zero-filled tail", layout: single, wantLast: 20,
+		{name: "zero-filled tail", layout: single, wantLast: 20, zeros: true,
 			damage: func(t *testing.T, b []byte) []byte { return append(b, make([]byte, 4096)...) }},
+		{name: "preallocated tail of a crashed store", layout: multi, wantLast: 40, zeros: true,
+			damage: func(t *testing.T, b []byte) []byte { return append(b, make([]byte, 600+preallocSlack-len(b))...) }},
+		{name: "zeros after the records of the segment closed before a crash", layout: multi, seg: 1, wantLast: 40, zeros: true,
+			damage: func(t *testing.T, b []byte) []byte { return append(b, make([]byte, preallocSlack)...) }},
 		{name: "zero-filled torn record", layout: single, wantLast: 19,
 			damage: func(t *testing.T, b []byte) []byte {
 				sp := recordSpans(t, b)
@@ -90,8 +95,14 @@ func TestCorruption(t *testing.T) {
 			damage: flip(lastRec, 0x01)},
 		{name: "truncated earlier segment", layout: multi, seg: 1, refuse: "raft index ",
 			damage: func(t *testing.T, b []byte) []byte { return b[:len(b)-2] }},
-		{name: "zeros appended to earlier segment", layout: multi, seg: 1, refuse: "raft index ",
-			damage: func(t *testing.T, b []byte) []byte { return append(b, 0, 0, 0) }},
+		{name: "zeros in place of an earlier segment's last record", layout: multi, seg: 1, refuse: "raft index ",
+			damage: func(t *testing.T, b []byte) []byte {
+				sp := recordSpans(t, b)
+				clear(b[sp[len(sp)-1][0]:])
+				return b
+			}},
+		{name: "zeros then a byte after an earlier segment's records", layout: multi, seg: 1, refuse: "raft index ",
+			damage: func(t *testing.T, b []byte) []byte { return append(b, 0, 0, 0, 7) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,8 +157,8 @@ func TestCorruption(t *testing.T) {
 				t.Fatalf("Open: %v", err)
 			}
 			t.Cleanup(func() { s2.Close() })
-			if !strings.Contains(logs.String(), "cut torn tail") {
-				t.Errorf("no cut logged; log output: %s", logs.String())
+			if got := strings.Contains(logs.String(), "cut torn tail"); got == tc.zeros {
+				t.Errorf("cut of damage logged: %v, want %v; log output: %s", got, !tc.zeros, logs.String())
 			}
 			want := func(i uint64) *raft.Log { return testLog(i, 1) }
 			first := lay.first

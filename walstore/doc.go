@@ -6,7 +6,9 @@
 //
 //   - Every raft.Log field round-trips (Index, Term, Type, Data, Extensions,
 //     AppendedAt; AppendedAt comes back in UTC without a monotonic reading).
-//   - StoreLogs writes a batch with one fsync. The log has no gaps: a batch
+//   - StoreLogs writes a batch with one fsync. The tail segment is
+//     preallocated with zeros (as etcd's WAL does), so that fsync flushes
+//     data without a filesystem journal commit; see prealloc.go. The log has no gaps: a batch
 //     must continue at LastIndex()+1, except on an empty log (new, or after a
 //     whole-log DeleteRange, which raft issues after installing a snapshot),
 //     which accepts any first index. tidwall/wal itself only accepts its next
@@ -23,7 +25,8 @@
 // runs to the end of the last segment (a torn or zero-filled tail, or a
 // damaged last record) is cut off and logged: a crash can only tear bytes
 // that were not yet fsynced, hence not acknowledged (a bit flip in the last
-// record looks the same and is cut too). Damage anywhere else, or damage
+// record looks the same and is cut too). Zeros after the records of a
+// segment are preallocated space and are cut quietly. Damage anywhere else, or damage
 // followed by an intact later record, makes Open fail with [ErrCorrupt]
 // naming the file and the raft index. After a failed write or fsync the store refuses every further write
 // with [ErrFailed]; reopening re-verifies the files.

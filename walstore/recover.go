@@ -1,6 +1,7 @@
 package walstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -64,12 +65,14 @@ type scanState struct {
 	tail              int64  // size of the last segment after any cut
 }
 
-// cutPlan describes the damaged tail of the last segment to be cut off.
+// cutPlan describes the end of a segment file to be cut off: the damaged
+// tail of the last segment, or the preallocated zeros (prealloc.go) after the
+// records of any segment.
 type cutPlan struct {
 	path     string
 	at, size int64  // keep bytes [0, at) of a size-byte file
-	firstCut string // description of the first index cut
-	reason   error
+	firstCut string // description of the first index cut (damage only)
+	reason   error  // nil for preallocated zeros
 }
 
 // openLog opens the wal, verifies every record and cuts a torn tail.
@@ -89,22 +92,24 @@ func (s *Store) openLog() error {
 	if err != nil && !errors.Is(err, wal.ErrCorrupt) {
 		return fmt.Errorf("walstore: open wal %s: %w", s.walDir, err)
 	}
-	st, cut, err := s.scan()
+	st, cuts, err := s.scan()
 	if err != nil {
 		if l != nil {
 			l.Close()
 		}
 		return err
 	}
-	if cut != nil {
+	if len(cuts) > 0 {
 		if l != nil {
 			if err := l.Close(); err != nil {
 				return fmt.Errorf("walstore: close wal for repair: %w", err)
 			}
 			l = nil
 		}
-		if err := s.cutTail(cut); err != nil {
-			return err
+		for _, c := range cuts {
+			if err := s.cutTail(c); err != nil {
+				return err
+			}
 		}
 	}
 	if l == nil {
@@ -136,9 +141,11 @@ type offset struct {
 
 // scan reads every segment file. Any damage in a non-final segment, and
 // damage in the last segment that is followed by an intact later record, is
-// refused with ErrCorrupt. Damage that runs to the end of the last segment is
-// returned as a cutPlan.
-func (s *Store) scan() (scanState, *cutPlan, error) {
+// refused with ErrCorrupt. Damage that runs to the end of the last segment,
+// and zeros after the records of any segment (preallocated space, which a
+// crash can leave on the tail and on the segment closed just before), are
+// returned as cutPlans.
+func (s *Store) scan() (scanState, []cutPlan, error) {
 	segs, err := listSegments(s.walDir)
 	if err != nil {
 		return scanState{}, nil, err
@@ -147,6 +154,7 @@ func (s *Store) scan() (scanState, *cutPlan, error) {
 		return scanState{walFirst: 1, walLast: 0}, nil, nil
 	}
 	var off offset
+	var cuts []cutPlan
 	st := scanState{walFirst: segs[0].index}
 	for i, sg := range segs {
 		data, err := os.ReadFile(sg.path)
@@ -155,14 +163,19 @@ func (s *Store) scan() (scanState, *cutPlan, error) {
 		}
 		n, end, bad := scanRecords(data, sg.index, &off)
 		badW := sg.index + uint64(n)
+		if bad != nil && isPadding(data, end) {
+			// Preallocated zeros (no record is empty): not damage.
+			cuts = append(cuts, cutPlan{path: sg.path, at: int64(end), size: int64(len(data))})
+			bad = nil
+		}
 		if i < len(segs)-1 {
 			if bad != nil {
 				return scanState{}, nil, refuse(sg.path, data, end, badW, off, bad,
 					"damage in a segment that is not the last")
 			}
 			if want := segs[i+1].index - sg.index; uint64(n) != want {
-				return scanState{}, nil, fmt.Errorf("%w: %s: holds %d records, the next segment expects %d; refusing to open",
-					ErrCorrupt, sg.path, n, want)
+				return scanState{}, nil, fmt.Errorf("%w: %s: holds %d records, the next segment expects %d (%s is missing); refusing to open",
+					ErrCorrupt, sg.path, n, want, describeIndex(badW, off))
 			}
 			continue
 		}
@@ -170,22 +183,29 @@ func (s *Store) scan() (scanState, *cutPlan, error) {
 		st.off = off.v
 		st.tail = int64(end)
 		if bad == nil {
-			return st, nil, nil
+			return st, cuts, nil
 		}
 		minIdx := badW + off.v
 		if idx, at, found := findIntactRecord(data, end+1, minIdx, off.known); found {
 			return scanState{}, nil, refuse(sg.path, data, end, badW, off, bad,
 				fmt.Sprintf("an intact record for raft index %d follows at byte %d", idx, at))
 		}
-		return st, &cutPlan{
+		return st, append(cuts, cutPlan{
 			path:     sg.path,
 			at:       int64(end),
 			size:     int64(len(data)),
 			firstCut: describeIndex(badW, off),
 			reason:   bad,
-		}, nil
+		}), nil
 	}
 	return st, nil, nil // not reached: the last segment always returns above
+}
+
+// isPadding reports whether the records of a segment file end at byte end
+// and only preallocated zeros follow.
+func isPadding(data []byte, end int) bool {
+	e, zeros, _ := recordsEnd(bytes.NewReader(data))
+	return zeros && e == int64(end)
 }
 
 // scanRecords parses data as tidwall/wal binary framing (uvarint length +
@@ -275,11 +295,12 @@ func describeIndex(w uint64, off offset) string {
 	return fmt.Sprintf("wal index %d (raft index unknown)", w)
 }
 
-// cutTail truncates the last segment to its last intact record and fsyncs it.
+// cutTail truncates a segment to its last intact record and fsyncs it.
 // A crash can only tear bytes that were not fsynced, and a batch is
 // acknowledged only after its fsync. (Media damage to the last record is
-// indistinguishable from a torn write and is cut as well.)
-func (s *Store) cutTail(c *cutPlan) error {
+// indistinguishable from a torn write and is cut as well.) Preallocated
+// zeros are cut the same way, and logged only at debug level.
+func (s *Store) cutTail(c cutPlan) error {
 	f, err := os.OpenFile(c.path, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("walstore: repair %s: %w", c.path, err)
@@ -293,6 +314,10 @@ func (s *Store) cutTail(c *cutPlan) error {
 	}
 	if err != nil {
 		return fmt.Errorf("walstore: repair %s: %w", c.path, err)
+	}
+	if c.reason == nil {
+		s.logger.Debug("walstore: cut preallocated zeros", "file", c.path, "offset", c.at, "bytes_cut", c.size-c.at)
+		return nil
 	}
 	s.logger.Warn("walstore: cut torn tail of the last segment",
 		"file", c.path, "offset", c.at, "bytes_cut", c.size-c.at,

@@ -125,16 +125,19 @@ type Store struct {
 
 	// mu guards the log fields below. It is a plain Mutex, not an RWMutex,
 	// because tidwall/wal's Read mutates its segment cache under a read lock.
-	mu      sync.Mutex
-	closed  bool
-	log     *wal.Log
-	empty   bool   // no entries; first/last/off are then meaningless
-	first   uint64 // raft index of the first entry
-	last    uint64 // raft index of the last entry
-	off     uint64 // raft index = wal index + off (mod 2^64)
-	tail    int64  // bytes in the tail segment, mirrors tidwall's cycling
-	batch   wal.Batch
-	scratch []byte
+	mu     sync.Mutex
+	closed bool
+	log    *wal.Log
+	empty  bool   // no entries; first/last/off are then meaningless
+	first  uint64 // raft index of the first entry
+	last   uint64 // raft index of the last entry
+	off    uint64 // raft index = wal index + off (mod 2^64)
+	tail   int64  // bytes in the tail segment, mirrors tidwall's cycling
+	// prealloc is the segment file that zeros follow (prealloc.go): the
+	// tail, or "" while none does.
+	prealloc string
+	batch    wal.Batch
+	scratch  []byte
 
 	// smu guards the stable keys.
 	smu     sync.Mutex
@@ -175,6 +178,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		unlockDir(lock)
 		return nil, err
 	}
+	s.preallocate()
 	s.logger.Debug("walstore opened", "dir", dir, "empty", s.empty, "first", s.first, "last", s.last)
 	return s, nil
 }
@@ -191,6 +195,9 @@ func (s *Store) Close() error {
 	}
 	s.closed, s.sclosed = true, true
 	var errs []error
+	if err := s.unpreallocate(); err != nil {
+		s.logger.Warn("walstore: zeros stay after the tail's records until the next Open", "error", err)
+	}
 	if err := s.log.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("walstore: close log: %w", err))
 	}
@@ -325,10 +332,16 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	}
 	s.last = first + uint64(len(logs)) - 1
 	if cycles > 0 {
-		// tidwall created a new segment file; make its name durable.
+		// tidwall closed the tail and created a new segment file: cut the
+		// zeros off the one it closed, before anything reads it, make the
+		// new name durable and preallocate the new tail.
+		if err := s.unpreallocate(); err != nil {
+			s.logger.Warn("walstore: zeros stay after a closed segment's records until the next Open", "error", err)
+		}
 		if err := s.syncDir(s.walDir); err != nil {
 			return s.fail(err)
 		}
+		s.preallocate()
 	}
 	return nil
 }
@@ -351,6 +364,11 @@ func (s *Store) DeleteRange(min, max uint64) error {
 		return nil
 	}
 	lo, hi := maxU64(min, s.first), minU64(max, s.last)
+	// tidwall may keep the tail file as it is or rewrite it from memory:
+	// either way it must not hold zeros afterwards.
+	if err := s.unpreallocate(); err != nil {
+		return s.fail(err)
+	}
 	var err error
 	switch {
 	case lo == s.first && hi == s.last:
@@ -380,6 +398,7 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	if err := s.refreshTail(); err != nil {
 		return s.fail(err)
 	}
+	s.preallocate()
 	return nil
 }
 
@@ -433,7 +452,8 @@ func (s *Store) account(logs []*raft.Log, size int64) int {
 	return cycles
 }
 
-// refreshTail re-reads the size of the last segment after a truncation.
+// refreshTail re-reads where the records of the last segment end, after a
+// truncation.
 func (s *Store) refreshTail() error {
 	segs, err := listSegments(s.walDir)
 	if err != nil {
@@ -442,11 +462,14 @@ func (s *Store) refreshTail() error {
 	if len(segs) == 0 {
 		return fmt.Errorf("walstore: no segment in %s", s.walDir)
 	}
-	fi, err := os.Stat(segs[len(segs)-1].path)
+	f, err := os.Open(segs[len(segs)-1].path)
 	if err != nil {
 		return fmt.Errorf("walstore: %w", err)
 	}
-	s.tail = fi.Size()
+	defer f.Close()
+	if s.tail, _, err = recordsEnd(f); err != nil {
+		return fmt.Errorf("walstore: read %s: %w", f.Name(), err)
+	}
 	return nil
 }
 
