@@ -2,7 +2,7 @@
 //
 //	benchtool ports N                     print N free loopback TCP ports
 //	benchtool scrape [NAME=]URL...        print watched /metrics series as JSON, keyed by NAME
-//	benchtool floor -dir D                print, as JSON, the p50 of a 4 KiB write+fsync in D and of a loopback round trip
+//	benchtool floor -dir D                print, as JSON, the p50 of a 4 KiB write+fsync in D (appending, and over preallocated space) and of a loopback round trip
 //	benchtool report -dir D -out FILE     render D's results as markdown
 package main
 

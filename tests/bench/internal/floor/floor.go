@@ -2,6 +2,9 @@
 // commit: the latency of a 4 KiB write + fsync in a directory and of a
 // loopback TCP round trip. Issue #7 asks that a native acquire's p50 stay
 // within twice (one fsync + one round trip) as measured on the same machine.
+// The fsync appends to a file, as the issue's figure does; the same write
+// over preallocated space (how the server's WAL writes, like etcd's) is
+// measured too, for the report, and is cheaper: it commits no file size.
 package floor
 
 import (
@@ -17,9 +20,12 @@ import (
 // Result is what Measure found (medians, in microseconds).
 type Result struct {
 	FsyncP50Us float64 `json:"fsync_p50_us"`
-	RTTP50Us   float64 `json:"rtt_p50_us"`
-	FsyncN     int     `json:"fsync_n"`
-	RTTN       int     `json:"rtt_n"`
+	// PreallocFsyncP50Us is a 4 KiB write + fsync over zeros written and
+	// fsynced before.
+	PreallocFsyncP50Us float64 `json:"prealloc_fsync_p50_us"`
+	RTTP50Us           float64 `json:"rtt_p50_us"`
+	FsyncN             int     `json:"fsync_n"`
+	RTTN               int     `json:"rtt_n"`
 }
 
 // BoundUs is the target for an acquire's p50: twice one fsync plus one
@@ -29,7 +35,11 @@ func (r Result) BoundUs() float64 { return 2 * (r.FsyncP50Us + r.RTTP50Us) }
 // Measure runs fsyncs 4 KiB write+fsync rounds in dir and trips loopback
 // round trips of one byte.
 func Measure(dir string, fsyncs, trips int) (Result, error) {
-	fs, err := fsyncTimes(dir, fsyncs)
+	fs, err := fsyncTimes(dir, fsyncs, false)
+	if err != nil {
+		return Result{}, err
+	}
+	pfs, err := fsyncTimes(dir, fsyncs, true)
 	if err != nil {
 		return Result{}, err
 	}
@@ -37,10 +47,12 @@ func Measure(dir string, fsyncs, trips int) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	return Result{FsyncP50Us: median(fs), RTTP50Us: median(rt), FsyncN: len(fs), RTTN: len(rt)}, nil
+	return Result{FsyncP50Us: median(fs), PreallocFsyncP50Us: median(pfs), RTTP50Us: median(rt), FsyncN: len(fs), RTTN: len(rt)}, nil
 }
 
-func fsyncTimes(dir string, n int) ([]time.Duration, error) {
+// fsyncTimes times n 4 KiB write+fsync rounds, appending to a new file or,
+// with prealloc, overwriting zeros written and fsynced first.
+func fsyncTimes(dir string, n int, prealloc bool) ([]time.Duration, error) {
 	f, err := os.CreateTemp(dir, "floor-*.tmp")
 	if err != nil {
 		return nil, fmt.Errorf("fsync probe: %w", err)
@@ -48,6 +60,17 @@ func fsyncTimes(dir string, n int) ([]time.Duration, error) {
 	defer os.Remove(f.Name())
 	defer f.Close()
 	buf := make([]byte, 4096)
+	if prealloc {
+		if _, err := f.Write(make([]byte, n*len(buf))); err != nil {
+			return nil, fmt.Errorf("fsync probe: %w", err)
+		}
+		if err := f.Sync(); err != nil {
+			return nil, fmt.Errorf("fsync probe: %w", err)
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("fsync probe: %w", err)
+		}
+	}
 	out := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
 		start := time.Now()

@@ -10,7 +10,7 @@ func TestMeasure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.FsyncN != 5 || r.RTTN != 20 || r.FsyncP50Us <= 0 || r.RTTP50Us <= 0 {
+	if r.FsyncN != 5 || r.RTTN != 20 || r.FsyncP50Us <= 0 || r.PreallocFsyncP50Us <= 0 || r.RTTP50Us <= 0 {
 		t.Fatalf("measure: %+v", r)
 	}
 	if got, want := r.BoundUs(), 2*(r.FsyncP50Us+r.RTTP50Us); got != want {
