@@ -256,17 +256,19 @@ func measure(ctx context.Context, exe string, cfg ceiling.Config) (ceiling.Resul
 	for i, n := range nodes {
 		n.stop(10 * time.Second) // its stderr is complete once it has exited
 		if s := strings.TrimSpace(n.stderr.String()); s != "" {
-			msgs = append(msgs, fmt.Sprintf("n%d: %s", i+1, lastLines(s, 3)))
+			msgs = append(msgs, fmt.Sprintf("n%d: %s", i+1, headTail(s, 3)))
 		}
 	}
 	nodes = nil
 	return ceiling.Result{}, fmt.Errorf("%s; %s", why, strings.Join(msgs, "; "))
 }
 
-func lastLines(s string, n int) string {
+// headTail keeps the first and last n lines of s: the first say what went
+// wrong (an election, say), the last what the node did when it was stopped.
+func headTail(s string, n int) string {
 	ls := strings.Split(s, "\n")
-	if len(ls) > n {
-		ls = ls[len(ls)-n:]
+	if len(ls) > 2*n {
+		ls = append(append(ls[:n:n], fmt.Sprintf("(%d lines)", len(ls)-2*n)), ls[len(ls)-n:]...)
 	}
 	return strings.Join(ls, " | ")
 }

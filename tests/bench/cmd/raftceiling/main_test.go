@@ -73,3 +73,17 @@ func TestNodeExitFailsTheRun(t *testing.T) {
 		t.Fatalf("output: %s", out)
 	}
 }
+
+func TestHeadTail(t *testing.T) {
+	cases := []struct{ in, want string }{
+		{"", ""},
+		{"a\nb", "a | b"},
+		{"1\n2\n3\n4\n5\n6", "1 | 2 | 3 | 4 | 5 | 6"},
+		{"1\n2\n3\n4\n5\n6\n7\n8", "1 | 2 | 3 | (2 lines) | 6 | 7 | 8"},
+	}
+	for _, c := range cases {
+		if got := headTail(c.in, 3); got != c.want {
+			t.Errorf("headTail(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}

@@ -106,7 +106,7 @@ func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
 		return fmt.Errorf("ceiling: %w", err)
 	}
 	defer store.Close()
-	hl := hclog.New(&hclog.LoggerOptions{Name: cfg.ID, Level: hclog.Error, Output: os.Stderr})
+	hl := hclog.New(&hclog.LoggerOptions{Name: cfg.ID, Level: hclog.Warn, Output: os.Stderr})
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 1, hl)
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
