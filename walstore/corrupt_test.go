@@ -62,12 +62,31 @@ func TestCorruption(t *testing.T) {
 				sp := recordSpans(t, b)
 				return b[:sp[len(sp)-1][0]+1]
 			}},
-		{name: "zero-filled tail", layout: single, wantLast: 20, zeros: true,
+		{name: "zero-filled tail", layout: single, wantLast: 20, // not the preallocated size: a warning
 			damage: func(t *testing.T, b []byte) []byte { return append(b, make([]byte, 4096)...) }},
+		{name: "unwritten sector, later sectors of the same batch written", layout: single, wantLast: 12,
+			damage: func(t *testing.T, b []byte) []byte {
+				// As if records 13-20 were one batch, never acknowledged:
+				// the sector where record 13 starts kept its preallocated
+				// zeros, later sectors (records 15-20 intact) were written.
+				sp := recordSpans(t, b)
+				start := sp[12][0]
+				end := (start/sectorSize + 1) * sectorSize
+				if len(sp) != 20 || sp[14][0] < end {
+					t.Fatalf("layout changed: record 13 at %d, 15 at %d, sector ends at %d", start, sp[14][0], end)
+				}
+				clear(b[start:end])
+				return append(b, make([]byte, 1<<20+preallocSlack-len(b))...)
+			}},
+		{name: "zeroed length prefix of an early record", layout: single, refuse: "raft index 5 ",
+			damage: func(t *testing.T, b []byte) []byte {
+				b[recordSpans(t, b)[4][0]] = 0
+				return b
+			}},
 		{name: "preallocated tail of a crashed store", layout: multi, wantLast: 40, zeros: true,
 			damage: func(t *testing.T, b []byte) []byte { return append(b, make([]byte, 600+preallocSlack-len(b))...) }},
 		{name: "zeros after the records of the segment closed before a crash", layout: multi, seg: 1, wantLast: 40, zeros: true,
-			damage: func(t *testing.T, b []byte) []byte { return append(b, make([]byte, preallocSlack)...) }},
+			damage: func(t *testing.T, b []byte) []byte { return append(b, make([]byte, 600+preallocSlack-len(b))...) }},
 		{name: "zero-filled torn record", layout: single, wantLast: 19,
 			damage: func(t *testing.T, b []byte) []byte {
 				sp := recordSpans(t, b)

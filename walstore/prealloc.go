@@ -79,8 +79,13 @@ func (s *Store) preallocate() {
 		err = f.Sync()
 	}
 	if err != nil {
-		// Leave the records as they were; zeros that stay are cut on Open.
+		// Leave the records as they were. If some zeros stay, keep the
+		// file marked, so that the next cycle, truncation or Close cuts
+		// them before tidwall can parse them (Open cuts them after a crash).
 		terr := f.Truncate(size)
+		if terr != nil {
+			s.prealloc = path
+		}
 		s.logger.Warn("walstore: cannot preallocate", "file", path, "error", err, "cut_error", terr)
 		return
 	}

@@ -164,8 +164,15 @@ func (s *Store) scan() (scanState, []cutPlan, error) {
 		n, end, bad := scanRecords(data, sg.index, &off)
 		badW := sg.index + uint64(n)
 		if bad != nil && isPadding(data, end) {
-			// Preallocated zeros (no record is empty): not damage.
-			cuts = append(cuts, cutPlan{path: sg.path, at: int64(end), size: int64(len(data))})
+			// Zeros after the records (no record is empty). At the size
+			// the store preallocates to they are its preallocated space;
+			// at another size, zeros that replaced records at the end
+			// (cut all the same, but with a warning).
+			c := cutPlan{path: sg.path, at: int64(end), size: int64(len(data))}
+			if len(data) != s.opts.SegmentSize+preallocSlack {
+				c.firstCut, c.reason = describeIndex(badW, off), errZerosAtEnd
+			}
+			cuts = append(cuts, c)
 			bad = nil
 		}
 		if i < len(segs)-1 {
@@ -186,7 +193,15 @@ func (s *Store) scan() (scanState, []cutPlan, error) {
 			return st, cuts, nil
 		}
 		minIdx := badW + off.v
-		if idx, at, found := findIntactRecord(data, end+1, minIdx, off.known); found {
+		if unwrittenSector(data, end) {
+			// Records are never empty, so a zero length prefix here was
+			// never written durably: this is past the last fsync, and
+			// intact records after it belong to the same unacknowledged
+			// batch, whose later sectors reached the disk before this one
+			// (preallocated space keeps the file long enough to show
+			// them).
+			bad = fmt.Errorf("unwritten sector after the last durable record, then records of the same unacknowledged batch: %w", bad)
+		} else if idx, at, found := findIntactRecord(data, end+1, minIdx, off.known); found {
 			return scanState{}, nil, refuse(sg.path, data, end, badW, off, bad,
 				fmt.Sprintf("an intact record for raft index %d follows at byte %d", idx, at))
 		}
@@ -199,6 +214,23 @@ func (s *Store) scan() (scanState, []cutPlan, error) {
 		}), nil
 	}
 	return st, nil, nil // not reached: the last segment always returns above
+}
+
+// errZerosAtEnd describes zeros after the records of a segment whose size
+// is not the store's preallocated size.
+var errZerosAtEnd = errors.New("zeros after the records, not preallocated space")
+
+// sectorSize is the unit a disk writes atomically (or not at all).
+const sectorSize = 512
+
+// unwrittenSector reports whether a record should start at byte end but the
+// rest of that sector holds only zeros: the sector was not written.
+func unwrittenSector(data []byte, end int) bool {
+	if end >= len(data) || data[end] != 0 {
+		return false
+	}
+	sectorEnd := min(len(data), (end/sectorSize+1)*sectorSize)
+	return allZero(data[end:sectorEnd])
 }
 
 // isPadding reports whether the records of a segment file end at byte end
@@ -319,7 +351,7 @@ func (s *Store) cutTail(c cutPlan) error {
 		s.logger.Debug("walstore: cut preallocated zeros", "file", c.path, "offset", c.at, "bytes_cut", c.size-c.at)
 		return nil
 	}
-	s.logger.Warn("walstore: cut torn tail of the last segment",
+	s.logger.Warn("walstore: cut torn tail of a segment",
 		"file", c.path, "offset", c.at, "bytes_cut", c.size-c.at,
 		"first_cut", c.firstCut, "reason", c.reason.Error())
 	return nil

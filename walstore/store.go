@@ -335,8 +335,10 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		// tidwall closed the tail and created a new segment file: cut the
 		// zeros off the one it closed, before anything reads it, make the
 		// new name durable and preallocate the new tail.
+		// tidwall would parse zeros left there as empty entries when it
+		// reloads the segment, and answer later reads wrongly.
 		if err := s.unpreallocate(); err != nil {
-			s.logger.Warn("walstore: zeros stay after a closed segment's records until the next Open", "error", err)
+			return s.fail(err)
 		}
 		if err := s.syncDir(s.walDir); err != nil {
 			return s.fail(err)
@@ -364,6 +366,9 @@ func (s *Store) DeleteRange(min, max uint64) error {
 		return nil
 	}
 	lo, hi := maxU64(min, s.first), minU64(max, s.last)
+	if lo != s.first && hi != s.last {
+		return fmt.Errorf("%w: [%d, %d] inside [%d, %d]", ErrMiddleRange, min, max, s.first, s.last)
+	}
 	// tidwall may keep the tail file as it is or rewrite it from memory:
 	// either way it must not hold zeros afterwards.
 	if err := s.unpreallocate(); err != nil {
@@ -379,12 +384,10 @@ func (s *Store) DeleteRange(min, max uint64) error {
 		if err = s.log.TruncateFront(hi - s.off + 1); err == nil {
 			s.first = hi + 1
 		}
-	case hi == s.last:
+	default: // hi == s.last
 		if err = s.log.TruncateBack(lo - s.off - 1); err == nil {
 			s.last = lo - 1
 		}
-	default:
-		return fmt.Errorf("%w: [%d, %d] inside [%d, %d]", ErrMiddleRange, min, max, s.first, s.last)
 	}
 	if err != nil {
 		return s.fail(fmt.Errorf("delete raft indexes %d-%d: %w", lo, hi, err))
