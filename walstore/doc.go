@@ -25,8 +25,9 @@
 // runs to the end of the last segment (a torn or zero-filled tail, or a
 // damaged last record) is cut off and logged: a crash can only tear bytes
 // that were not yet fsynced, hence not acknowledged (a bit flip in the last
-// record looks the same and is cut too). Zeros after the records of a
-// segment are preallocated space and are cut quietly. Damage anywhere else, or damage
+// record looks the same and is cut too), as is an unwritten sector followed
+// by records of the same unacknowledged batch. Zeros after the records of a
+// segment are preallocated space, cut quietly. Damage anywhere else, or damage
 // followed by an intact later record, makes Open fail with [ErrCorrupt]
 // naming the file and the raft index. After a failed write or fsync the store refuses every further write
 // with [ErrFailed]; reopening re-verifies the files.
