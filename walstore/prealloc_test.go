@@ -2,6 +2,7 @@ package walstore
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -226,5 +227,36 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o640); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFailedCutIsFatal: zeros that cannot be cut off a segment tidwall has
+// just closed would be parsed as empty entries when tidwall reloads it, so
+// that failure stops the store's writes like a failed write does.
+func TestFailedCutIsFatal(t *testing.T) {
+	const seg = 2000
+	s := openT(t, t.TempDir(), &Options{SegmentSize: seg})
+	mustStore(t, s, testLogs(1, 4, 1)...)
+	if s.prealloc == "" {
+		t.Fatal("tail not preallocated")
+	}
+	// The path is gone (tidwall keeps writing through its open file), so
+	// the cut after the next cycle cannot open it.
+	if err := os.Remove(s.prealloc); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	next := uint64(5)
+	for ; next < 200 && err == nil; next++ {
+		err = s.StoreLogs(testLogs(next, next, 1))
+	}
+	if !errors.Is(err, ErrFailed) {
+		t.Fatalf("StoreLogs across a segment boundary after the tail's path vanished = %v (up to index %d), want ErrFailed", err, next-1)
+	}
+	if err := s.StoreLogs(testLogs(next, next, 1)); !errors.Is(err, ErrFailed) {
+		t.Fatalf("StoreLogs after the failure = %v, want ErrFailed", err)
+	}
+	if _, err := s.LastIndex(); err != nil {
+		t.Fatalf("LastIndex after the failure: %v", err)
 	}
 }
