@@ -23,15 +23,17 @@ import (
 // Measured on the benchmark machine (ext4 on a virtual disk, three nodes
 // sharing it): a 2 KB write + fsync took 255 µs appending and 156 µs over
 // written zeros alone, 400 µs and 260 µs with three writers at once; a
-// 3-node cluster's one-client acquire p50 went from 1.58-1.91 ms to
-// 1.37-1.53 ms (see the commit that added this file).
+// 3-node cluster's one-client acquire p50 went from 1.50-1.63 ms to
+// 1.24-1.53 ms (see the commit that added this file).
 //
 // The zeros are never records. No record is empty, so a zero length prefix
 // marks where the records of a segment end. tidwall/wal parses a segment
 // file only when it opens the log (the tail) or loads an older segment, and
 // the store cuts the zeros off before either can happen: off the segment
 // tidwall has just closed, off the tail before every truncation and on
-// Close. After a crash Open finds them (scan) and cuts them quietly.
+// Close. After a crash Open finds them (scan) and cuts them, quietly when
+// the file has the preallocated size. Preallocated space also changes what
+// a torn write looks like; recover.go's scan says how it tells them apart.
 
 // preallocSlack is how far past the segment size the tail is preallocated:
 // tidwall closes a segment after the entry that reaches the segment size, so
