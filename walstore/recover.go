@@ -1,7 +1,6 @@
 package walstore
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -163,8 +162,9 @@ func (s *Store) scan() (scanState, []cutPlan, error) {
 		}
 		n, end, bad := scanRecords(data, sg.index, &off)
 		badW := sg.index + uint64(n)
-		if bad != nil && isPadding(data, end) {
-			// Zeros after the records (no record is empty). At the size
+		if bad != nil && allZero(data[end:]) {
+			// Zeros after the records (no record is empty, and scanRecords
+			// stops at a record boundary). At the size
 			// the store preallocates to they are its preallocated space;
 			// at another size, zeros that replaced records at the end
 			// (cut all the same, but with a warning).
@@ -231,13 +231,6 @@ func unwrittenSector(data []byte, end int) bool {
 	}
 	sectorEnd := min(len(data), (end/sectorSize+1)*sectorSize)
 	return allZero(data[end:sectorEnd])
-}
-
-// isPadding reports whether the records of a segment file end at byte end
-// and only preallocated zeros follow.
-func isPadding(data []byte, end int) bool {
-	e, zeros, _ := recordsEnd(bytes.NewReader(data))
-	return zeros && e == int64(end)
 }
 
 // scanRecords parses data as tidwall/wal binary framing (uvarint length +

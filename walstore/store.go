@@ -333,10 +333,10 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 	s.last = first + uint64(len(logs)) - 1
 	if cycles > 0 {
 		// tidwall closed the tail and created a new segment file: cut the
-		// zeros off the one it closed, before anything reads it, make the
-		// new name durable and preallocate the new tail.
-		// tidwall would parse zeros left there as empty entries when it
-		// reloads the segment, and answer later reads wrongly.
+		// zeros off the one it closed before anything reads it (tidwall
+		// would parse them as empty entries when it reloads the segment and
+		// answer later reads wrongly), make the new name durable and
+		// preallocate the new tail.
 		if err := s.unpreallocate(); err != nil {
 			return s.fail(err)
 		}
