@@ -65,7 +65,11 @@ type handoff struct {
 	refused bool
 }
 
-func (q *waitQueues) enqueue(key, owner string, ttl time.Duration) *waiter {
+// enqueue adds a waiter for key at the back of its queue and reports
+// whether it heads the queue. It does not wake the waiter: a lock freed
+// before the waiter was queued woke nobody, so the caller checks the lock
+// afterwards (waitAndAcquire).
+func (q *waitQueues) enqueue(key, owner string, ttl time.Duration) (*waiter, bool) {
 	w := &waiter{owner: owner, ttl: ttl, wake: make(chan struct{}, 1), handed: make(chan handoff, 1)}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -73,10 +77,7 @@ func (q *waitQueues) enqueue(key, owner string, ttl time.Duration) *waiter {
 		q.keys = make(map[string][]*waiter)
 	}
 	q.keys[key] = append(q.keys[key], w)
-	if len(q.keys[key]) == 1 {
-		signal(w) // the lock may have been freed since the first attempt
-	}
-	return w
+	return w, len(q.keys[key]) == 1
 }
 
 // unlink takes w out of key's queue, waking the new head if w led it.
@@ -250,9 +251,14 @@ func (n *Node) acquireOrWait(ctx context.Context, cmd raftfsm.Command, wait time
 // does a refusal (waitAndAcquire tries once when the wait ends if it never
 // tried).
 func (n *Node) heldByAnotherWithQueue(ctx context.Context, cmd raftfsm.Command) bool {
-	if n.waits.count(cmd.Key) == 0 {
-		return false
-	}
+	return n.waits.count(cmd.Key) > 0 && n.heldByAnother(ctx, cmd)
+}
+
+// heldByAnother reports whether, as this leader last applied, another
+// owner holds cmd.Key with time left. Like heldByAnotherWithQueue it only
+// decides when to try: false (also when leadership is in doubt) means
+// "try".
+func (n *Node) heldByAnother(ctx context.Context, cmd raftfsm.Command) bool {
 	now, err := n.leaderNow(ctx)
 	if err != nil {
 		return false // the attempt learns what is wrong
@@ -271,7 +277,15 @@ func (n *Node) heldByAnotherWithQueue(ctx context.Context, cmd raftfsm.Command) 
 func (n *Node) waitAndAcquire(ctx context.Context, cmd raftfsm.Command, wait time.Duration, tried bool) (raftfsm.Result, error) {
 	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	w := n.waits.enqueue(cmd.Key, cmd.Owner, cmd.TTL)
+	w, head := n.waits.enqueue(cmd.Key, cmd.Owner, cmd.TTL)
+	// The lock may have been freed between the caller's attempt (or its
+	// look at the lock) and now, waking nobody; a release or expiry from
+	// now on wakes the head. Looking at the lock only after queueing
+	// closes that gap, and a head that finds it still held by another
+	// owner waits without a second, refused attempt.
+	if head && !n.heldByAnother(ctx, cmd) {
+		signal(w)
+	}
 	for {
 		select {
 		case <-waitCtx.Done():

@@ -65,6 +65,75 @@ func TestReleaseHandsOffInOneEntry(t *testing.T) {
 	}
 }
 
+// TestWaiterLooksAfterQueueing: a caller that was refused looks at the
+// lock again only once it is queued. A lock freed before that (which woke
+// nobody) is acquired at once; a lock still held costs no second, refused
+// attempt: the waiter's next entry is the one that serves it.
+func TestWaiterLooksAfterQueueing(t *testing.T) {
+	tests := []struct {
+		name     string
+		held     bool          // "a" holds k when b starts waiting
+		wait     time.Duration // b's wait; it ends at once when served
+		wantErr  error
+		wantOwns bool // b holds k afterwards
+	}{
+		{"freed before b queued", false, 10 * time.Second, nil, true},
+		{"still held", true, 300 * time.Millisecond, lockapi.ErrHeld, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := startNode(t, t.TempDir(), nil)
+			ctx := ctxT(t)
+			if tt.held {
+				if _, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before := n.fsm.AppliedIndex()
+			// As after b's refused attempt: tried, and queued afterwards.
+			cmd := raftfsm.Command{Op: raftfsm.OpAcquire, Key: "k", Owner: "b", TTL: time.Minute}
+			_, err := n.waitAndAcquire(ctx, cmd, tt.wait, true)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("wait: %v, want %v", err, tt.wantErr)
+			}
+			l, _ := n.fsm.Get("k")
+			if (l.Owner == "b") != tt.wantOwns {
+				t.Fatalf("k afterwards: %+v", l)
+			}
+			if n.waits.count("k") != 0 {
+				t.Fatalf("%d still queued", n.waits.count("k"))
+			}
+			last, err := n.store.LastIndex()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := before + 1; i <= last; i++ {
+				var e raft.Log
+				if err := n.store.GetLog(i, &e); err != nil {
+					t.Fatal(err)
+				}
+				if e.Type != raft.LogCommand {
+					continue
+				}
+				cmds, err := raftfsm.DecodeBatch(e.Data)
+				if !raftfsm.IsBatch(e.Data) {
+					var c raftfsm.Command
+					c, err = raftfsm.Decode(e.Data)
+					cmds = []raftfsm.Command{c}
+				}
+				if err != nil {
+					t.Fatalf("entry %d: %v", i, err)
+				}
+				for _, c := range cmds {
+					if c.Owner == "b" && tt.held {
+						t.Errorf("entry %d: %v by b while a held the lock", i, c.Op)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestRefusedReleaseKeepsWaiterQueued: a release that is refused (wrong
 // token) hands nothing; the waiter stays at the head and is served by the
 // holder's real release.
@@ -142,7 +211,10 @@ func TestWaitQueueStates(t *testing.T) {
 			q.settle(w, granted)
 		}, 0, &granted},
 		{"not leader: a non-head tries to learn it", func(q *waitQueues, w *waiter) {
-			other := q.enqueue("k", "x", time.Second)
+			other, head := q.enqueue("k", "x", time.Second)
+			if head {
+				t.Error("the second waiter heads the queue")
+			}
 			if q.startTry("k", other, true) {
 				t.Error("a non-head tried while leader")
 			}
@@ -155,7 +227,10 @@ func TestWaitQueueStates(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var q waitQueues
-			w := q.enqueue("k", "w", time.Second)
+			w, head := q.enqueue("k", "w", time.Second)
+			if !head {
+				t.Fatal("the first waiter does not head the queue")
+			}
 			tt.run(&q, w)
 			if got := q.count("k"); got != tt.wantCount {
 				t.Errorf("%d queued, want %d", got, tt.wantCount)
