@@ -103,35 +103,50 @@ func TestWaiterLooksAfterQueueing(t *testing.T) {
 			if n.waits.count("k") != 0 {
 				t.Fatalf("%d still queued", n.waits.count("k"))
 			}
-			last, err := n.store.LastIndex()
-			if err != nil {
-				t.Fatal(err)
+			if !tt.held {
+				return
 			}
-			for i := before + 1; i <= last; i++ {
-				var e raft.Log
-				if err := n.store.GetLog(i, &e); err != nil {
-					t.Fatal(err)
-				}
-				if e.Type != raft.LogCommand {
-					continue
-				}
-				cmds, err := raftfsm.DecodeBatch(e.Data)
-				if !raftfsm.IsBatch(e.Data) {
-					var c raftfsm.Command
-					c, err = raftfsm.Decode(e.Data)
-					cmds = []raftfsm.Command{c}
-				}
-				if err != nil {
-					t.Fatalf("entry %d: %v", i, err)
-				}
-				for _, c := range cmds {
-					if c.Owner == "b" && tt.held {
-						t.Errorf("entry %d: %v by b while a held the lock", i, c.Op)
-					}
+			for _, c := range commandsSince(t, n, before) {
+				if c.Owner == "b" {
+					t.Errorf("%v by b while a held the lock", c.Op)
 				}
 			}
 		})
 	}
+}
+
+// commandsSince decodes the state machine commands n's log holds after
+// index from, packed or not.
+func commandsSince(t *testing.T, n *Node, from uint64) []raftfsm.Command {
+	t.Helper()
+	last, err := n.store.LastIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []raftfsm.Command
+	for i := from + 1; i <= last; i++ {
+		var e raft.Log
+		if err := n.store.GetLog(i, &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Type != raft.LogCommand {
+			continue
+		}
+		if raftfsm.IsBatch(e.Data) {
+			cmds, err := raftfsm.DecodeBatch(e.Data)
+			if err != nil {
+				t.Fatalf("entry %d: %v", i, err)
+			}
+			out = append(out, cmds...)
+			continue
+		}
+		c, err := raftfsm.Decode(e.Data)
+		if err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+		out = append(out, c)
+	}
+	return out
 }
 
 // TestRefusedReleaseKeepsWaiterQueued: a release that is refused (wrong
