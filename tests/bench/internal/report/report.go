@@ -145,6 +145,16 @@ func labelRank(l string) int {
 	return 99
 }
 
+// hasLabel reports whether one of rows was run under label.
+func hasLabel(rows []runner.Result, label string) bool {
+	for _, r := range rows {
+		if r.Label == label {
+			return true
+		}
+	}
+	return false
+}
+
 // Find returns the run of label, mode and clients.
 func (d *Data) Find(label, mode string, clients int) *runner.Result {
 	for i := range d.Runs {
@@ -482,6 +492,9 @@ func (d *Data) Markdown() string {
 			continue
 		}
 		w("## %s\n\n", titles[mode])
+		if mode == "hot" && hasLabel(rows, "etcd") {
+			w("etcd's `TryLock` writes its own key under the lock's prefix, then deletes it and reports the lock taken if an older key exists there. With many clients trying at once another attempt's key nearly always exists, so etcd may grant next to nothing here: a livelock of `TryLock` itself, not of the benchmark (its blocking `Lock` is the wait mode).\n\n")
+		}
 		w("| system | clients | cycles/s | attempts/s | handovers/s | acquire p50 / p99 / p999 | release p50 / p99 / p999 | errors | fencing | elections |\n")
 		w("|---|---:|---:|---:|---:|---|---|---:|---|---:|\n")
 		// A system that failed every run of the mode with one error gets one row.

@@ -161,3 +161,33 @@ func TestPassAboveCeilingIsFlagged(t *testing.T) {
 		t.Fatalf("verdict %q", v)
 	}
 }
+
+// TestEtcdTryLockNote: the hot-key section explains etcd's TryLock
+// livelock when, and only when, etcd ran in that mode.
+func TestEtcdTryLockNote(t *testing.T) {
+	tests := []struct {
+		name   string
+		labels []string
+		want   bool
+	}{
+		{"etcd among the hot runs", []string{"native", "etcd"}, true},
+		{"no etcd hot run", []string{"native", "setnx"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
+			for _, l := range tt.labels {
+				writeRun(t, dir, runner.Result{Label: l, System: l, Mode: "hot", Clients: 4, CyclesPerS: 10, AttemptsPerS: 100})
+			}
+			writeRun(t, dir, runner.Result{Label: "etcd", System: "etcd", Mode: "uncontended", Clients: 4, CyclesPerS: 10})
+			md, err := Render(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(md, "a livelock of `TryLock` itself"); got != tt.want {
+				t.Errorf("TryLock note shown: %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
