@@ -14,8 +14,9 @@ import (
 	"github.com/distlock/distlock/raftfsm"
 )
 
-// batchEntries counts the batch entries in n's log.
-func batchEntries(t *testing.T, n *Node) int {
+// commandEntries returns the state machine entries of n's log after index
+// from.
+func commandEntries(t *testing.T, n *Node, from uint64) []raft.Log {
 	t.Helper()
 	first, err := n.store.FirstIndex()
 	if err != nil {
@@ -25,13 +26,25 @@ func batchEntries(t *testing.T, n *Node) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	count := 0
-	for i := max(first, 1); i <= last; i++ {
+	var out []raft.Log
+	for i := max(first, from+1); i <= last; i++ {
 		var e raft.Log
 		if err := n.store.GetLog(i, &e); err != nil {
 			t.Fatal(err)
 		}
-		if e.Type == raft.LogCommand && raftfsm.IsBatch(e.Data) {
+		if e.Type == raft.LogCommand {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// batchEntries counts the batch entries in n's log.
+func batchEntries(t *testing.T, n *Node) int {
+	t.Helper()
+	count := 0
+	for _, e := range commandEntries(t, n, 0) {
+		if raftfsm.IsBatch(e.Data) {
 			count++
 		}
 	}

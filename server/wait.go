@@ -235,7 +235,7 @@ func signal(w *waiter) {
 // over, and no refused attempt of the caller queueing again), and a
 // handover no longer waits behind such attempts' fsyncs.
 func (n *Node) acquireOrWait(ctx context.Context, cmd raftfsm.Command, wait time.Duration) (raftfsm.Result, error) {
-	if n.heldByAnotherWithQueue(ctx, cmd) {
+	if n.waits.count(cmd.Key) > 0 && n.heldByAnother(ctx, cmd) {
 		return n.waitAndAcquire(ctx, cmd, wait, false)
 	}
 	res, err := n.apply(ctx, cmd)
@@ -245,19 +245,11 @@ func (n *Node) acquireOrWait(ctx context.Context, cmd raftfsm.Command, wait time
 	return res, err
 }
 
-// heldByAnotherWithQueue reports whether, as this leader last applied,
-// another owner holds cmd.Key and callers queue for it. It decides only
-// when to try, never an answer: a grant comes from a raft entry, and so
-// does a refusal (waitAndAcquire tries once when the wait ends if it never
-// tried).
-func (n *Node) heldByAnotherWithQueue(ctx context.Context, cmd raftfsm.Command) bool {
-	return n.waits.count(cmd.Key) > 0 && n.heldByAnother(ctx, cmd)
-}
-
 // heldByAnother reports whether, as this leader last applied, another
-// owner holds cmd.Key with time left. Like heldByAnotherWithQueue it only
-// decides when to try: false (also when leadership is in doubt) means
-// "try".
+// owner holds cmd.Key with time left. It decides only when to try, never
+// an answer: a grant comes from a raft entry, and so does a refusal
+// (waitAndAcquire tries once when the wait ends if it never tried). False,
+// also when leadership is in doubt, means "try".
 func (n *Node) heldByAnother(ctx context.Context, cmd raftfsm.Command) bool {
 	now, err := n.leaderNow(ctx)
 	if err != nil {

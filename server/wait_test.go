@@ -119,30 +119,19 @@ func TestWaiterLooksAfterQueueing(t *testing.T) {
 // index from, packed or not.
 func commandsSince(t *testing.T, n *Node, from uint64) []raftfsm.Command {
 	t.Helper()
-	last, err := n.store.LastIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []raftfsm.Command
-	for i := from + 1; i <= last; i++ {
-		var e raft.Log
-		if err := n.store.GetLog(i, &e); err != nil {
-			t.Fatal(err)
-		}
-		if e.Type != raft.LogCommand {
-			continue
-		}
+	for _, e := range commandEntries(t, n, from) {
 		if raftfsm.IsBatch(e.Data) {
 			cmds, err := raftfsm.DecodeBatch(e.Data)
 			if err != nil {
-				t.Fatalf("entry %d: %v", i, err)
+				t.Fatalf("entry %d: %v", e.Index, err)
 			}
 			out = append(out, cmds...)
 			continue
 		}
 		c, err := raftfsm.Decode(e.Data)
 		if err != nil {
-			t.Fatalf("entry %d: %v", i, err)
+			t.Fatalf("entry %d: %v", e.Index, err)
 		}
 		out = append(out, c)
 	}

@@ -164,10 +164,10 @@ func (s *Store) scan() (scanState, []cutPlan, error) {
 		badW := sg.index + uint64(n)
 		if bad != nil && allZero(data[end:]) {
 			// Zeros after the records (no record is empty, and scanRecords
-			// stops at a record boundary). At the size
-			// the store preallocates to they are its preallocated space;
-			// at another size, zeros that replaced records at the end
-			// (cut all the same, but with a warning).
+			// stops at a record boundary). At the size the store
+			// preallocates to they are its preallocated space; at another
+			// size, zeros that replaced records at the end (cut all the
+			// same, but with a warning).
 			c := cutPlan{path: sg.path, at: int64(end), size: int64(len(data))}
 			if len(data) != s.opts.SegmentSize+preallocSlack {
 				c.firstCut, c.reason = describeIndex(badW, off), errZerosAtEnd
