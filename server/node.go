@@ -133,6 +133,16 @@ func (n *Node) startRaft() error {
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+		// No pipelined replication: hashicorp/raft v1.8.0's pipeline can
+		// deadlock. When a follower answers Success=false (or a newer
+		// term), pipelineDecode returns and nothing reads the pipeline's
+		// responses any more, yet the send loop may still pick a trigger
+		// (or a stop with an index) and send once more, blocking forever:
+		// that follower then gets heartbeats but never another entry, and
+		// raft.Shutdown waits for it for ever (seen here as a test cluster
+		// that hung in Close; hashicorp/raft#612, grafana/pyroscope#5518).
+		// One RPC in flight is what the packer keeps anyway.
+		MaxRPCsInFlight: 1,
 	})
 
 	rc := raft.DefaultConfig() // MaxAppendEntries 64: larger batches measured no faster here

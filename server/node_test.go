@@ -351,3 +351,17 @@ func TestRaftErrorOutcomes(t *testing.T) {
 		}
 	}
 }
+
+// TestNoPipelinedReplication: the raft transport refuses pipelines, so raft
+// replicates one AppendEntries at a time (hashicorp/raft v1.8.0's pipeline
+// can deadlock a follower's replication and Shutdown; see startRaft).
+func TestNoPipelinedReplication(t *testing.T) {
+	n := startNode(t, t.TempDir(), nil)
+	p, err := n.trans.AppendEntriesPipeline("peer", "127.0.0.1:1")
+	if !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		if p != nil {
+			p.Close()
+		}
+		t.Fatalf("AppendEntriesPipeline: %v, want %v", err, raft.ErrPipelineReplicationNotSupported)
+	}
+}

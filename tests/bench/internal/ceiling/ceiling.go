@@ -115,7 +115,10 @@ func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.Addr, adv, 3, 10*time.Second, hl)
+	// As the server's transport: no pipelined replication (server/node.go).
+	trans, err := raft.NewTCPTransportWithConfig(cfg.Addr, adv, &raft.NetworkTransportConfig{
+		MaxPool: 3, Timeout: 10 * time.Second, Logger: hl, MaxRPCsInFlight: 1,
+	})
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
