@@ -12,11 +12,11 @@
 # raft_election_count / raft_term before and after, stops everything by PID
 # and writes tests/bench/RESULTS.md.
 #
-#   tests/bench/run.sh                  # the full matrix (about 45 runs x (DURATION+WARMUP))
+#   tests/bench/run.sh                  # the full matrix (54 runs x (DURATION+WARMUP), about 14 minutes)
 #   QUICK=1 tests/bench/run.sh          # smoke: clients 1 and 4, 2s runs
 #
 # Environment (defaults in brackets):
-#   SYSTEMS   [native setnx redsync redis-aof etcd]  (also: native-leader = native -leader-only)
+#   SYSTEMS   [native native-leader setnx redsync redis-aof etcd]  (native-leader = native -leader-only)
 #   MODES     [uncontended hot wait]
 #   CLIENTS   [1 64 256]            QUICK: [1 4]
 #   DURATION  [10s]                 QUICK: [2s]   measured time per run
@@ -47,7 +47,7 @@ else
 	PING_N=${PING_N:-200000}
 	PIPE_N=${PIPE_N:-50000}
 fi
-SYSTEMS=${SYSTEMS:-"native setnx redsync redis-aof etcd"}
+SYSTEMS=${SYSTEMS:-"native native-leader setnx redsync redis-aof etcd"}
 MODES=${MODES:-"uncontended hot wait"}
 TTL=${TTL:-10s}
 WAIT=${WAIT:-5s}

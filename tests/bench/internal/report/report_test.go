@@ -153,6 +153,56 @@ func TestCeilingLimits(t *testing.T) {
 	}
 }
 
+// TestLeaderOnly: with native-leader runs in the matrix, each lock target
+// also shows the figure with every client on the leader, against the same
+// baseline, and the verdict stays the spread clients' own; without them the
+// rows are unchanged.
+func TestLeaderOnly(t *testing.T) {
+	for _, withLeader := range []bool{true, false} {
+		dir := t.TempDir()
+		os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
+		run := func(label, mode string, clients int, cps, hps, p50 float64) {
+			writeRun(t, dir, runner.Result{Label: label, System: label, Mode: mode, Clients: clients, CyclesPerS: cps, HandoversPerS: hps,
+				Acquire: runner.Latency{P50Us: p50, P99Us: 2500, P999Us: 4000}})
+		}
+		run("native", "uncontended", 64, 3000, 0, 9000)
+		run("etcd", "uncontended", 64, 1000, 0, 9000)
+		run("native", "uncontended", 256, 7000, 0, 9000)
+		run("redis-aof", "uncontended", 256, 16000, 0, 9000)
+		run("native", "uncontended", 1, 250, 0, 1000)
+		run("etcd", "uncontended", 1, 200, 0, 2000)
+		run("native", "wait", 64, 500, 500, 0)
+		run("etcd", "wait", 64, 80, 80, 0)
+		if withLeader {
+			run("native-leader", "uncontended", 64, 4500, 0, 6000)
+			run("native-leader", "uncontended", 256, 8800, 0, 6000)
+			run("native-leader", "uncontended", 1, 300, 0, 800)
+			run("native-leader", "wait", 64, 560, 560, 0)
+		}
+		os.WriteFile(filepath.Join(dir, "floor.json"), []byte(`{"fsync_p50_us":200,"rtt_p50_us":50,"fsync_n":9,"rtt_n":9}`), 0o644)
+		md, err := Render(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := []struct{ plain, lead string }{
+			{"| 3000 vs 1000 cycles/s | 3.00x | ≥ 6x |  | FAIL |", "| 3000 vs 1000 cycles/s; every client on the leader: 4500, 4.50x | 3.00x | ≥ 6x |  | FAIL |"},
+			{"| 7000 vs 16000 cycles/s | 0.44x | ≥ 0.5x |  | FAIL |", "| 7000 vs 16000 cycles/s; every client on the leader: 8800, 0.55x | 0.44x | ≥ 0.5x |  | FAIL |"},
+			{"| 250 vs 200 cycles/s | 1.25x | ≥ 4x |", "| 250 vs 200 cycles/s; every client on the leader: 300, 1.50x | 1.25x | ≥ 4x |"},
+			{"| 500 vs 80.0 handovers/s | 6.25x | ≥ 10x |", "| 500 vs 80.0 handovers/s; every client on the leader: 560, 7.00x | 6.25x | ≥ 10x |"},
+			{"vs 500 µs | 2.00x | ≤ 1x |", "vs 500 µs; on the leader: p50 800 µs, 1.60x | 2.00x | ≤ 1x |"},
+		}
+		for _, r := range rows {
+			want, not := r.plain, r.lead
+			if withLeader {
+				want, not = r.lead, r.plain
+			}
+			if !strings.Contains(md, want) || strings.Contains(md, not) {
+				t.Errorf("leader runs %v: want %q and not %q in:\n%s", withLeader, want, not, md)
+			}
+		}
+	}
+}
+
 // TestPassAboveCeilingIsFlagged: a target passed where raft alone stayed
 // below the goal contradicts the bound, and the verdict says so.
 func TestPassAboveCeilingIsFlagged(t *testing.T) {
