@@ -22,6 +22,21 @@ func writeRun(t *testing.T, dir string, r runner.Result) {
 	}
 }
 
+// runDir returns a report directory and a function that writes a run of
+// label in mode at clients into it, with the given cycles/s, handovers/s
+// and acquire p50 (us).
+func runDir(t *testing.T) (string, func(label, mode string, clients int, cps, hps, p50 float64)) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "runs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir, func(label, mode string, clients int, cps, hps, p50 float64) {
+		writeRun(t, dir, runner.Result{Label: label, System: label, Mode: mode, Clients: clients, CyclesPerS: cps, HandoversPerS: hps,
+			Acquire: runner.Latency{P50Us: p50, P99Us: 2500, P999Us: 4000}})
+	}
+}
+
 func TestRender(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
@@ -110,12 +125,7 @@ func TestElectionsFail(t *testing.T) {
 // alone reaches against the same baseline, per way to commit, and a target
 // that no way reached says so.
 func TestCeilingLimits(t *testing.T) {
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
-	run := func(label, mode string, clients int, cps, hps, p50 float64) {
-		writeRun(t, dir, runner.Result{Label: label, System: label, Mode: mode, Clients: clients, CyclesPerS: cps, HandoversPerS: hps,
-			Acquire: runner.Latency{P50Us: p50, P99Us: 2500, P999Us: 4000}})
-	}
+	dir, run := runDir(t)
 	run("native", "uncontended", 64, 3000, 0, 9000)
 	run("etcd", "uncontended", 64, 1000, 0, 9000) // 3x; raft alone 5x, packed 7x: a plain FAIL
 	run("native", "uncontended", 256, 5000, 0, 9000)
@@ -159,12 +169,7 @@ func TestCeilingLimits(t *testing.T) {
 // rows are unchanged.
 func TestLeaderOnly(t *testing.T) {
 	for _, withLeader := range []bool{true, false} {
-		dir := t.TempDir()
-		os.MkdirAll(filepath.Join(dir, "runs"), 0o755)
-		run := func(label, mode string, clients int, cps, hps, p50 float64) {
-			writeRun(t, dir, runner.Result{Label: label, System: label, Mode: mode, Clients: clients, CyclesPerS: cps, HandoversPerS: hps,
-				Acquire: runner.Latency{P50Us: p50, P99Us: 2500, P999Us: 4000}})
-		}
+		dir, run := runDir(t)
 		run("native", "uncontended", 64, 3000, 0, 9000)
 		run("etcd", "uncontended", 64, 1000, 0, 9000)
 		run("native", "uncontended", 256, 7000, 0, 9000)
