@@ -12,7 +12,7 @@
 # raft_election_count / raft_term before and after, stops everything by PID
 # and writes tests/bench/RESULTS.md.
 #
-#   tests/bench/run.sh                  # the full matrix (54 runs x (DURATION+WARMUP), about 14 minutes)
+#   tests/bench/run.sh                  # the full matrix (54 runs x (DURATION+WARMUP), about 13 minutes)
 #   QUICK=1 tests/bench/run.sh          # smoke: clients 1 and 4, 2s runs
 #
 # Environment (defaults in brackets):
