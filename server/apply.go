@@ -49,6 +49,39 @@ func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, er
 	return outcome(p.res, err)
 }
 
+// applyAsync is apply for a caller that must not block (the loop reading a
+// forwarded connection): it queues c for raft and returns true, and calls
+// then with apply's result when the entry is applied or has failed, from the
+// packer's goroutines, so then must not block either. It returns false,
+// having queued nothing, where apply would wait: this node is not a leader
+// ready to serve, or the packer's queue is full. c must not be one of a
+// pipeline. A node that closes with c still queued never calls then; its
+// forwarded connections close with it.
+func (n *Node) applyAsync(c raftfsm.Command, deadline time.Time, then func(raftfsm.Result, error)) bool {
+	if n.Err() != nil {
+		return false
+	}
+	now, ready, _ := n.readyNow()
+	if !ready {
+		return false
+	}
+	c.Now = now
+	p := &proposal{data: raftfsm.Encode(nil, c), deadline: deadline}
+	start := time.Now()
+	p.then = func() {
+		if p.err == nil {
+			n.metrics.observeApply(start)
+		}
+		then(outcome(p.res, p.err))
+	}
+	select {
+	case n.pack.in <- p:
+		return true
+	default:
+		return false
+	}
+}
+
 // outcome turns what a proposal came back with into apply's answer: the
 // state machine's result and refusal, or a lockapi sentinel that says
 // whether the command may have taken effect.

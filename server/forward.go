@@ -227,6 +227,11 @@ func (n *Node) serveForward(c net.Conn, br *bufio.Reader) {
 				n.log.Warn("undecodable forwarded request", "peer", c.RemoteAddr(), "err", err)
 				return
 			}
+			if kind == frameRequest && n.serveForwardedWrite(req, func(resp fwdResponse) {
+				w.send(frameResponse, id, encodeResponse(resp))
+			}) {
+				continue
+			}
 			rctx, cancel := context.WithTimeout(ctx, req.Timeout)
 			var turn *lockapi.Turn
 			if kind == frameOrderedRequest {
@@ -253,6 +258,45 @@ func (n *Node) serveForward(c net.Conn, br *bufio.Reader) {
 			return
 		}
 	}
+}
+
+// serveForwardedWrite serves a forwarded acquire without WAIT, renew or
+// release on the leader without a goroutine of its own: it queues the
+// command for raft, and reply runs with the answer when the entry is
+// applied (from the packer, so reply must not block). A goroutine per
+// request cost the leader a start and a wake-up for each forwarded command;
+// without them, 64 clients spread over three nodes went from 9,308 to
+// 10,539 cycles/s on average over six alternating runs and 256 from 14,154
+// to 16,004 over three (tests/bench lockbench). It returns false, having done
+// nothing, for what takes the general path: other operations, a waiting
+// acquire, a release of a key with callers waiting (it may hand the lock
+// over), a node that is not a leader ready to serve, a full packer queue.
+func (n *Node) serveForwardedWrite(req fwdRequest, reply func(fwdResponse)) bool {
+	var c raftfsm.Command
+	switch {
+	case req.Op == "acquire" && req.Wait == 0:
+		c = raftfsm.Command{Op: raftfsm.OpAcquire, Key: req.Key, Owner: req.Owner, TTL: req.TTL}
+	case req.Op == "renew":
+		c = raftfsm.Command{Op: raftfsm.OpRenew, Key: req.Key, Owner: req.Owner, TTL: req.TTL, Token: req.Token}
+	case req.Op == "release" && n.waits.count(req.Key) == 0:
+		c = raftfsm.Command{Op: raftfsm.OpRelease, Key: req.Key, Owner: req.Owner, Token: req.Token}
+	default:
+		return false
+	}
+	if !n.isLeader() {
+		return false
+	}
+	return n.applyAsync(c, time.Now().Add(req.Timeout), func(res raftfsm.Result, err error) {
+		var resp fwdResponse
+		switch {
+		case err != nil:
+			resp = fwdResponse{Code: errorCode(err), Error: err.Error()}
+		case c.Op != raftfsm.OpRelease:
+			l := n.resultLock(res.Lock)
+			resp.Lock = &l
+		}
+		reply(resp)
+	})
 }
 
 // handleForwarded serves one forwarded request: locally on the leader, or by

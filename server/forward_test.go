@@ -329,3 +329,74 @@ func TestForwarderConnHonoursContext(t *testing.T) {
 		t.Fatalf("waited %s for a dial past the caller's deadline", d)
 	}
 }
+
+// TestForwardedWritesWithoutGoroutine: on the leader, a forwarded acquire
+// without WAIT, renew and release are queued for raft at once and answered
+// when applied, with the answers the general path gives; what needs the
+// general path (a waiting acquire, a release with callers waiting, a node
+// that does not lead) is left to it, untouched.
+func TestForwardedWritesWithoutGoroutine(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	lead, f := c.nodes[c.leader()], c.nodes[c.follower()]
+	serve := func(n *Node, req fwdRequest) (fwdResponse, bool) {
+		t.Helper()
+		req.Timeout = 5 * time.Second
+		got := make(chan fwdResponse, 1)
+		if !n.serveForwardedWrite(req, func(r fwdResponse) { got <- r }) {
+			return fwdResponse{}, false
+		}
+		select {
+		case r := <-got:
+			return r, true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s %s: no answer", req.Op, req.Key)
+			return fwdResponse{}, false
+		}
+	}
+	r, ok := serve(lead, fwdRequest{Op: "acquire", Key: "k", Owner: "a", TTL: time.Minute})
+	if !ok || r.Code != "" || r.Lock == nil || r.Lock.Owner != "a" || r.Lock.Token == 0 {
+		t.Fatalf("acquire: served %v, %+v", ok, r)
+	}
+	token := r.Lock.Token
+	if r, ok := serve(lead, fwdRequest{Op: "acquire", Key: "k", Owner: "b", TTL: time.Minute}); !ok || r.Code != "held" {
+		t.Fatalf("acquire of a held lock: served %v, %+v", ok, r)
+	}
+	if r, ok := serve(lead, fwdRequest{Op: "renew", Key: "k", Owner: "a", TTL: 2 * time.Minute, Token: token}); !ok || r.Code != "" || r.Lock == nil || r.Lock.Token != token {
+		t.Fatalf("renew: served %v, %+v", ok, r)
+	}
+	if r, ok := serve(lead, fwdRequest{Op: "release", Key: "k", Owner: "b"}); !ok || r.Code != "not_held" {
+		t.Fatalf("release by another owner: served %v, %+v", ok, r)
+	}
+	for _, tc := range []struct {
+		n   *Node
+		req fwdRequest
+	}{
+		{lead, fwdRequest{Op: "acquire", Key: "k", Owner: "b", TTL: time.Minute, Wait: time.Second}},
+		{f, fwdRequest{Op: "acquire", Key: "k2", Owner: "b", TTL: time.Minute}},
+		{f, fwdRequest{Op: "release", Key: "k", Owner: "a", Token: token}},
+		{lead, fwdRequest{Op: "info", Key: "k"}},
+	} {
+		if _, ok := serve(tc.n, tc.req); ok {
+			t.Fatalf("%+v took the path without a goroutine", tc.req)
+		}
+	}
+	waiter := queueWaiter(t, ctxT(t), lead, "k", "w")
+	if _, ok := serve(lead, fwdRequest{Op: "release", Key: "k", Owner: "a", Token: token}); ok {
+		t.Fatal("a release with a caller waiting took the path without a goroutine")
+	}
+	if l, err := lead.Info(ctxT(t), "k"); err != nil || l.Owner != "a" {
+		t.Fatalf("after the release left to the general path: %+v, %v", l, err)
+	}
+	if err := f.Release(ctxT(t), lockapi.ReleaseRequest{Key: "k", Owner: "a", Token: token}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiter; err != nil {
+		t.Fatalf("the waiter after a forwarded release: %v", err)
+	}
+	if r, ok := serve(lead, fwdRequest{Op: "release", Key: "k", Owner: "w"}); !ok || r.Code != "" {
+		t.Fatalf("release: served %v, %+v", ok, r)
+	}
+	if _, err := lead.Info(ctxT(t), "k"); !errors.Is(err, lockapi.ErrNotFound) {
+		t.Fatalf("info after the release: %v", err)
+	}
+}

@@ -41,17 +41,10 @@ func (n *Node) leaderNow(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("%w: the node stopped at an entry it cannot apply", lockapi.ErrShuttingDown)
 	}
 	for {
-		n.lead.mu.Lock()
-		if n.lead.ready {
-			now := n.lead.base + n.clock.Monotonic() - n.lead.start
-			if n.cfg.Unsafe.WallClockExpiry {
-				now = time.Duration(n.clock.Now().UnixNano()) // planted bug
-			}
-			n.lead.mu.Unlock()
+		now, ready, changed := n.readyNow()
+		if ready {
 			return now, nil
 		}
-		changed := n.lead.changed
-		n.lead.mu.Unlock()
 		if n.raft.State() != raft.Leader {
 			return 0, n.noLeaderError()
 		}
@@ -62,6 +55,21 @@ func (n *Node) leaderNow(ctx context.Context) (time.Duration, error) {
 		case <-time.After(n.cfg.ElectionTimeout):
 		}
 	}
+}
+
+// readyNow returns the current cluster time and true if this node is a
+// leader ready to serve; otherwise a channel closed at the next change.
+func (n *Node) readyNow() (now time.Duration, ready bool, changed <-chan struct{}) {
+	n.lead.mu.Lock()
+	defer n.lead.mu.Unlock()
+	if !n.lead.ready {
+		return 0, false, n.lead.changed
+	}
+	now = n.lead.base + n.clock.Monotonic() - n.lead.start
+	if n.cfg.Unsafe.WallClockExpiry {
+		now = time.Duration(n.clock.Now().UnixNano()) // planted bug
+	}
+	return now, true, nil
 }
 
 // noLeaderError says who leads, if anyone, for a request this node cannot

@@ -48,10 +48,17 @@ type proposal struct {
 	done     chan struct{}
 	res      raftfsm.Result
 	err      error // from raft, or lockapi.ErrShuttingDown / ErrTimeout
+	// then, when set, is called with the outcome in place of closing done
+	// (applyAsync); it must not block.
+	then func()
 }
 
 func (p *proposal) finish(res raftfsm.Result, err error) {
 	p.res, p.err = res, err
+	if p.then != nil {
+		p.then()
+		return
+	}
 	close(p.done)
 }
 
