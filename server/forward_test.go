@@ -330,73 +330,87 @@ func TestForwarderConnHonoursContext(t *testing.T) {
 	}
 }
 
+// serveWrite runs n.serveForwardedWrite and waits for its answer; served
+// is false when n left req to the general path.
+func serveWrite(t *testing.T, n *Node, req fwdRequest) (resp fwdResponse, served bool) {
+	t.Helper()
+	req.Timeout = 5 * time.Second
+	got := make(chan fwdResponse, 1)
+	if !n.serveForwardedWrite(req, func(r fwdResponse) { got <- r }) {
+		return fwdResponse{}, false
+	}
+	select {
+	case r := <-got:
+		return r, true
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s %s: no answer", req.Op, req.Key)
+		return fwdResponse{}, false
+	}
+}
+
 // TestForwardedWritesWithoutGoroutine: on the leader, a forwarded acquire
 // without WAIT, renew and release are queued for raft at once and answered
 // when applied, with the answers the general path gives; what needs the
-// general path (a waiting acquire, a release with callers waiting, a node
-// that does not lead) is left to it, untouched.
+// general path (a waiting acquire, a release with callers waiting, reads)
+// is left to it, untouched. One node, so no election moves the leader.
 func TestForwardedWritesWithoutGoroutine(t *testing.T) {
-	c := newTestCluster(t, 3, nil)
-	lead, f := c.nodes[c.leader()], c.nodes[c.follower()]
-	serve := func(n *Node, req fwdRequest) (fwdResponse, bool) {
-		t.Helper()
-		req.Timeout = 5 * time.Second
-		got := make(chan fwdResponse, 1)
-		if !n.serveForwardedWrite(req, func(r fwdResponse) { got <- r }) {
-			return fwdResponse{}, false
-		}
-		select {
-		case r := <-got:
-			return r, true
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s %s: no answer", req.Op, req.Key)
-			return fwdResponse{}, false
-		}
-	}
-	r, ok := serve(lead, fwdRequest{Op: "acquire", Key: "k", Owner: "a", TTL: time.Minute})
+	n := startNode(t, t.TempDir(), nil)
+	r, ok := serveWrite(t, n, fwdRequest{Op: "acquire", Key: "k", Owner: "a", TTL: time.Minute})
 	if !ok || r.Code != "" || r.Lock == nil || r.Lock.Owner != "a" || r.Lock.Token == 0 {
 		t.Fatalf("acquire: served %v, %+v", ok, r)
 	}
 	token := r.Lock.Token
-	if r, ok := serve(lead, fwdRequest{Op: "acquire", Key: "k", Owner: "b", TTL: time.Minute}); !ok || r.Code != "held" {
+	if r, ok := serveWrite(t, n, fwdRequest{Op: "acquire", Key: "k", Owner: "b", TTL: time.Minute}); !ok || r.Code != "held" {
 		t.Fatalf("acquire of a held lock: served %v, %+v", ok, r)
 	}
-	if r, ok := serve(lead, fwdRequest{Op: "renew", Key: "k", Owner: "a", TTL: 2 * time.Minute, Token: token}); !ok || r.Code != "" || r.Lock == nil || r.Lock.Token != token {
+	if r, ok := serveWrite(t, n, fwdRequest{Op: "renew", Key: "k", Owner: "a", TTL: 2 * time.Minute, Token: token}); !ok || r.Code != "" || r.Lock == nil || r.Lock.Token != token {
 		t.Fatalf("renew: served %v, %+v", ok, r)
 	}
-	if r, ok := serve(lead, fwdRequest{Op: "release", Key: "k", Owner: "b"}); !ok || r.Code != "not_held" {
+	if r, ok := serveWrite(t, n, fwdRequest{Op: "release", Key: "k", Owner: "b"}); !ok || r.Code != "not_held" {
 		t.Fatalf("release by another owner: served %v, %+v", ok, r)
 	}
-	for _, tc := range []struct {
-		n   *Node
-		req fwdRequest
-	}{
-		{lead, fwdRequest{Op: "acquire", Key: "k", Owner: "b", TTL: time.Minute, Wait: time.Second}},
-		{f, fwdRequest{Op: "acquire", Key: "k2", Owner: "b", TTL: time.Minute}},
-		{f, fwdRequest{Op: "release", Key: "k", Owner: "a", Token: token}},
-		{lead, fwdRequest{Op: "info", Key: "k"}},
+	for _, req := range []fwdRequest{
+		{Op: "acquire", Key: "k", Owner: "b", TTL: time.Minute, Wait: time.Second},
+		{Op: "info", Key: "k"},
 	} {
-		if _, ok := serve(tc.n, tc.req); ok {
-			t.Fatalf("%+v took the path without a goroutine", tc.req)
+		if _, ok := serveWrite(t, n, req); ok {
+			t.Fatalf("%+v took the path without a goroutine", req)
 		}
 	}
-	waiter := queueWaiter(t, ctxT(t), lead, "k", "w")
-	if _, ok := serve(lead, fwdRequest{Op: "release", Key: "k", Owner: "a", Token: token}); ok {
+	waiter := queueWaiter(t, ctxT(t), n, "k", "w")
+	if _, ok := serveWrite(t, n, fwdRequest{Op: "release", Key: "k", Owner: "a", Token: token}); ok {
 		t.Fatal("a release with a caller waiting took the path without a goroutine")
 	}
-	if l, err := lead.Info(ctxT(t), "k"); err != nil || l.Owner != "a" {
+	if l, err := n.Info(ctxT(t), "k"); err != nil || l.Owner != "a" {
 		t.Fatalf("after the release left to the general path: %+v, %v", l, err)
 	}
-	if err := f.Release(ctxT(t), lockapi.ReleaseRequest{Key: "k", Owner: "a", Token: token}); err != nil {
-		t.Fatal(err)
+	if r := n.handleForwarded(ctxT(t), fwdRequest{Op: "release", Key: "k", Owner: "a", Token: token}); r.Code != "" {
+		t.Fatalf("release through the general path: %+v", r)
 	}
 	if err := <-waiter; err != nil {
-		t.Fatalf("the waiter after a forwarded release: %v", err)
+		t.Fatalf("the waiter after the release: %v", err)
 	}
-	if r, ok := serve(lead, fwdRequest{Op: "release", Key: "k", Owner: "w"}); !ok || r.Code != "" {
+	if r, ok := serveWrite(t, n, fwdRequest{Op: "release", Key: "k", Owner: "w"}); !ok || r.Code != "" {
 		t.Fatalf("release: served %v, %+v", ok, r)
 	}
-	if _, err := lead.Info(ctxT(t), "k"); !errors.Is(err, lockapi.ErrNotFound) {
+	if _, err := n.Info(ctxT(t), "k"); !errors.Is(err, lockapi.ErrNotFound) {
 		t.Fatalf("info after the release: %v", err)
+	}
+}
+
+// TestForwardedWriteNotOnAFollower: a node that does not lead leaves a
+// forwarded write to the general path (which passes it on or refuses it).
+func TestForwardedWriteNotOnAFollower(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	survivor := c.follower()
+	for i := range c.nodes {
+		if i != survivor {
+			c.stop(i)
+		}
+	}
+	f := c.nodes[survivor]
+	waitFor(t, 5*time.Second, "the survivor to lose its leader", func() bool { return !f.IsLeader() && !f.isLeader() })
+	if _, ok := serveWrite(t, f, fwdRequest{Op: "acquire", Key: "k", Owner: "a", TTL: time.Minute}); ok {
+		t.Fatal("a node that does not lead took a forwarded acquire")
 	}
 }
