@@ -6,7 +6,10 @@
 //
 //   - Every raft.Log field round-trips (Index, Term, Type, Data, Extensions,
 //     AppendedAt; AppendedAt comes back in UTC without a monotonic reading).
-//   - StoreLogs writes a batch with one fsync. The tail segment is
+//   - StoreLogs writes a batch with one fsync; StoreLogsDeferred writes it
+//     and returns before the fsync, which a goroutine of the store issues
+//     for everything written by then ([Store.Durable], [Store.WaitDurable];
+//     see durable.go). The tail segment is
 //     preallocated with zeros (as etcd's WAL does), so that fsync flushes
 //     data without a filesystem journal commit; see prealloc.go. The log has no gaps: a batch
 //     must continue at LastIndex()+1, except on an empty log (new, or after a

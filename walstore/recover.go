@@ -46,7 +46,7 @@ func listSegments(dir string) ([]segFile, error) {
 // whole-log delete is possible.
 func (s *Store) walOptions() *wal.Options {
 	return &wal.Options{
-		NoSync:           s.opts.NoSync,
+		NoSync:           true, // the store fsyncs appends itself (settle, durable.go)
 		SegmentSize:      s.opts.SegmentSize,
 		LogFormat:        wal.Binary,
 		SegmentCacheSize: 2,

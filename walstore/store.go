@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/tidwall/wal"
@@ -84,6 +85,10 @@ type Options struct {
 	// only. Default false.
 	NoSync bool
 
+	// DeferredSyncDelay makes the store wait this long before each fsync of
+	// entries appended with StoreLogsDeferred: a slow disk. For tests only.
+	DeferredSyncDelay time.Duration
+
 	// SegmentSize is the target size in bytes of one log segment file.
 	// Compaction rewrites the remainder of the segment holding the new first
 	// entry, and tidwall/wal keeps the tail segment in memory and grows it
@@ -146,6 +151,21 @@ type Store struct {
 
 	failed atomic.Pointer[failure]
 	syncs  atomic.Uint64 // fsync calls issued, for tests and benchmarks
+
+	// Deferred appends (durable.go). gen counts truncations and tailPath
+	// names the tail segment; both under mu. durable is the index through
+	// which nothing waits for an fsync; dwake is closed and replaced
+	// (under dmu) whenever it advances, the store fails or closes.
+	gen       uint64
+	tailPath  string
+	durable   atomic.Uint64
+	isClosed  atomic.Bool
+	dmu       sync.Mutex
+	dwake     chan struct{}
+	kick      chan struct{}
+	stopSync  chan struct{}
+	syncDone  chan struct{}
+	closeSync sync.Once
 }
 
 type failure struct{ err error }
@@ -179,6 +199,11 @@ func Open(dir string, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s.preallocate()
+	if err := s.startSyncer(); err != nil {
+		s.log.Close()
+		unlockDir(lock)
+		return nil, err
+	}
 	s.logger.Debug("walstore opened", "dir", dir, "empty", s.empty, "first", s.first, "last", s.last)
 	return s, nil
 }
@@ -186,6 +211,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 // Close flushes and closes the log and releases the directory lock. Calling
 // Close again returns nil.
 func (s *Store) Close() error {
+	s.stopSyncer() // before mu: the syncer takes mu after each fsync
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.smu.Lock()
@@ -198,9 +224,11 @@ func (s *Store) Close() error {
 	if err := s.unpreallocate(); err != nil {
 		s.logger.Warn("walstore: zeros stay after the tail's records until the next Open", "error", err)
 	}
-	if err := s.log.Close(); err != nil {
+	if err := s.log.Close(); err != nil { // fsyncs the tail: deferred appends too
 		errs = append(errs, fmt.Errorf("walstore: close log: %w", err))
 	}
+	s.isClosed.Store(true)
+	s.wakeDurable()
 	if err := unlockDir(s.lock); err != nil {
 		errs = append(errs, err)
 	}
@@ -278,8 +306,13 @@ func (s *Store) StoreLog(l *raft.Log) error {
 // LastIndex()+1 with consecutive indexes ([ErrNotContiguous] otherwise); an
 // empty log (new, or after a whole-log DeleteRange) accepts any first index.
 // A failed write or fsync makes the store refuse all further writes
-// ([ErrFailed]).
+// ([ErrFailed]). Entries appended before by [Store.StoreLogsDeferred] are
+// durable when it returns too.
 func (s *Store) StoreLogs(logs []*raft.Log) error {
+	return s.storeLogs(logs, true)
+}
+
+func (s *Store) storeLogs(logs []*raft.Log, sync bool) error {
 	if len(logs) == 0 {
 		return nil
 	}
@@ -324,13 +357,13 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 		return s.fail(fmt.Errorf("write raft indexes %d-%d: %w", first, first+uint64(len(logs))-1, err))
 	}
 	cycles := s.account(logs, size)
-	if !s.opts.NoSync {
-		s.syncs.Add(1)
-	}
 	if s.empty {
 		s.empty, s.off, s.first = false, off, first
 	}
 	s.last = first + uint64(len(logs)) - 1
+	if err := s.settle(sync); err != nil {
+		return err
+	}
 	if cycles > 0 {
 		// tidwall closed the tail and created a new segment file: cut the
 		// zeros off the one it closed before anything reads it (tidwall
@@ -341,6 +374,9 @@ func (s *Store) StoreLogs(logs []*raft.Log) error {
 			return s.fail(err)
 		}
 		if err := s.syncDir(s.walDir); err != nil {
+			return s.fail(err)
+		}
+		if err := s.findTail(); err != nil {
 			return s.fail(err)
 		}
 		s.preallocate()
@@ -369,6 +405,13 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	if lo != s.first && hi != s.last {
 		return fmt.Errorf("%w: [%d, %d] inside [%d, %d]", ErrMiddleRange, min, max, s.first, s.last)
 	}
+	// Deferred appends become durable first, so that what stays is, and
+	// a sync in flight on a file about to be rewritten counts for nothing
+	// (gen).
+	if err := s.syncNow(); err != nil {
+		return err
+	}
+	s.gen++
 	// tidwall may keep the tail file as it is or rewrite it from memory:
 	// either way it must not hold zeros afterwards.
 	if err := s.unpreallocate(); err != nil {
@@ -379,6 +422,7 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	case lo == s.first && hi == s.last:
 		if err = s.log.TruncateFront(s.last - s.off + 1); err == nil {
 			s.empty = true
+			s.durable.Store(0)
 		}
 	case lo == s.first:
 		if err = s.log.TruncateFront(hi - s.off + 1); err == nil {
@@ -387,6 +431,7 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	default: // hi == s.last
 		if err = s.log.TruncateBack(lo - s.off - 1); err == nil {
 			s.last = lo - 1
+			s.durable.Store(s.last)
 		}
 	}
 	if err != nil {
@@ -399,6 +444,9 @@ func (s *Store) DeleteRange(min, max uint64) error {
 		return s.fail(err)
 	}
 	if err := s.refreshTail(); err != nil {
+		return s.fail(err)
+	}
+	if err := s.findTail(); err != nil {
 		return s.fail(err)
 	}
 	s.preallocate()
@@ -417,6 +465,7 @@ func (s *Store) writable() error {
 // returns the error the caller must return.
 func (s *Store) fail(err error) error {
 	s.failed.CompareAndSwap(nil, &failure{err: err})
+	s.wakeDurable()
 	s.logger.Error("walstore: write failed; refusing further writes", "dir", s.dir, "error", err)
 	return fmt.Errorf("%w: %w", ErrFailed, err)
 }
