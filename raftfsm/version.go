@@ -56,6 +56,24 @@ func (f *FSM) admit(idx uint64, err error) error {
 	return err
 }
 
+// Halt stops the state machine before entry idx because of err (its log
+// store could not make the entry durable, say), as an entry of a newer
+// format does: every later entry is answered with ErrHalted and changes
+// nothing, Snapshot and Restore refuse, and OnHalt's function hears of it.
+// It returns the halting error; halting again keeps the first.
+func (f *FSM) Halt(idx uint64, err error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.halted != nil {
+		return f.halted
+	}
+	f.halted = fmt.Errorf("%w at raft index %d: %w", ErrHalted, idx, err)
+	if f.onHalt != nil {
+		f.onHalt(f.halted)
+	}
+	return f.halted
+}
+
 // halt stops the state machine at entry idx because of err. f.mu must be
 // held.
 func (f *FSM) halt(idx uint64, err error) error {

@@ -124,6 +124,17 @@ type UnsafeHooks struct {
 	// own state machine, without forwarding to the leader or confirming
 	// leadership.
 	StaleReads bool
+	// ApplyBeforeDurable makes the leader apply (and acknowledge) an entry
+	// as soon as raft commits it, even while its own copy is not yet
+	// fsynced (durability.go): the entry may be on one disk of three.
+	ApplyBeforeDurable bool
+	// UnclampedCommit tells followers raft's commit index even past what
+	// the leader holds durably, so they apply entries that may be on one
+	// disk of three.
+	UnclampedCommit bool
+	// SlowLogSync delays each fsync of the leader's own appends by this
+	// much: a slow disk. Not a bug, but test-only.
+	SlowLogSync time.Duration
 	// DialMap rewrites the addresses this node dials for raft and
 	// forwarding (real address -> address to dial instead), so a test can
 	// route each link through a proxy it can cut. Not a bug, but test-only.

@@ -117,7 +117,8 @@ func (n *Node) startRaft() error {
 	if err := os.MkdirAll(n.dir(), 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	store, err := walstore.Open(filepath.Join(n.dir(), "raft"), &walstore.Options{Logger: n.log})
+	store, err := walstore.Open(filepath.Join(n.dir(), "raft"), &walstore.Options{Logger: n.log,
+		DeferredSyncDelay: n.cfg.Unsafe.SlowLogSync})
 	if err != nil {
 		return fmt.Errorf("open raft log: %w", err)
 	}
@@ -170,15 +171,27 @@ func (n *Node) startRaft() error {
 	}
 	// The leader reads back every entry it replicates; the cache serves
 	// the recent ones without decoding them from the log again.
-	logs, err := raft.NewLogCache(logCacheSize, store)
+	// The leader's own appends do not wait for their fsync (durability.go).
+	who := new(leaderWrites)
+	cache, err := raft.NewLogCache(logCacheSize, appendStore{deferringLogStore: store, leading: who.leading})
 	if err != nil {
 		return fmt.Errorf("log cache: %w", err)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, n.trans)
+	logs := followerLog{LogStore: cache, store: store, leading: who.leading}
+	var fsm raft.FSM = durableFSM{FSM: n.fsm, store: store}
+	var trans raft.Transport = &commitClampTransport{NetworkTransport: n.trans, store: store}
+	if n.cfg.Unsafe.ApplyBeforeDurable {
+		fsm = n.fsm
+	}
+	if n.cfg.Unsafe.UnclampedCommit {
+		trans = n.trans
+	}
+	r, err := raft.NewRaft(rc, fsm, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	who.raft.Store(r)
 	n.metrics = newMetrics(n.cfg.Registry, n)
 	n.obsCh = make(chan raft.Observation, 64)
 	n.obs = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
