@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/distlock/distlock/raftfsm"
+	"github.com/distlock/distlock/raftoverlap"
 	"github.com/distlock/distlock/walstore"
 )
 
@@ -171,15 +172,15 @@ func (n *Node) startRaft() error {
 	}
 	// The leader reads back every entry it replicates; the cache serves
 	// the recent ones without decoding them from the log again.
-	// The leader's own appends do not wait for their fsync (durability.go).
-	who := new(leaderWrites)
-	cache, err := raft.NewLogCache(logCacheSize, appendStore{deferringLogStore: store, leading: who.leading})
+	// The leader writes its own entries while raft replicates them, and
+	// its copy counts only once durable (package raftoverlap).
+	var leader raftoverlap.Leader
+	logs, err := raftoverlap.LogStore(store, leader.Leading, logCacheSize)
 	if err != nil {
-		return fmt.Errorf("log cache: %w", err)
+		return err
 	}
-	logs := followerLog{LogStore: cache, store: store, leading: who.leading}
-	var fsm raft.FSM = durableFSM{FSM: n.fsm, store: store}
-	var trans raft.Transport = &commitClampTransport{NetworkTransport: n.trans, store: store}
+	fsm := raftoverlap.FSM(n.fsm, store, haltOnLogFailure(n.fsm))
+	trans := raftoverlap.Transport(n.trans, store)
 	if n.cfg.Unsafe.ApplyBeforeDurable {
 		fsm = n.fsm
 	}
@@ -191,7 +192,7 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
-	who.raft.Store(r)
+	leader.Set(r)
 	n.metrics = newMetrics(n.cfg.Registry, n)
 	n.obsCh = make(chan raft.Observation, 64)
 	n.obs = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
@@ -287,6 +288,16 @@ func (n *Node) halt(err error) {
 		<-n.started
 		n.Close()
 	}()
+}
+
+// haltOnLogFailure answers, for raftoverlap.FSM, an entry that the log
+// could not make durable (the store failed): it halts the state machine
+// there, which stops the node (halt), and answers the entry as halted.
+func haltOnLogFailure(fsm *raftfsm.FSM) func(*raft.Log, error) interface{} {
+	return func(l *raft.Log, err error) interface{} {
+		fsm.Halt(l.Index, fmt.Errorf("the log could not make the entry durable: %w", err))
+		return fsm.Apply(l)
+	}
 }
 
 // Failed is closed when the node has stopped itself; Err says why. The

@@ -1,8 +1,9 @@
 // Package ceiling measures what the consensus layer alone can do on this
 // machine: a 3-node hashicorp/raft cluster with the server's own log store
-// (walstore, fsync on) and raft settings, a state machine that does
-// nothing, and C goroutines inside the leader's process each committing one
-// command after another. No client connections, no RESP, no forwarding, no
+// (walstore, fsync on), raft settings and overlap of the leader's log write
+// with replication (raftoverlap), a state machine that does nothing, and C
+// goroutines inside the leader's process each committing one command after
+// another. No client connections, no RESP, no forwarding, no
 // lock table.
 //
 // Two ways to commit are measured. With Pack 0 each command is its own raft
@@ -26,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/distlock/distlock/raftoverlap"
 	"github.com/distlock/distlock/tests/bench/internal/hist"
 	"github.com/distlock/distlock/walstore"
 	"github.com/hashicorp/go-hclog"
@@ -91,6 +93,24 @@ type nopSnapshot struct{}
 func (nopSnapshot) Persist(s raft.SnapshotSink) error { return s.Close() }
 func (nopSnapshot) Release()                          {}
 
+// outcome waits for f and returns its error, or the state machine's
+// answer if that is one (notDurable).
+func outcome(f raft.ApplyFuture) error {
+	if err := f.Error(); err != nil {
+		return err
+	}
+	if err, ok := f.Response().(error); ok {
+		return err
+	}
+	return nil
+}
+
+// notDurable answers an entry the log store could not make durable (it
+// failed): the measurement is void, and the store refuses every later write.
+func notDurable(l *raft.Log, err error) interface{} {
+	return fmt.Errorf("ceiling: entry %d not durable: %w", l.Index, err)
+}
+
 // RunNode runs one node until ctx ends. If this node is elected leader, it
 // runs the load and writes its Result as one JSON line to out (the other
 // nodes write nothing); it returns after ctx ends either way.
@@ -131,15 +151,19 @@ func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
 	rc.ElectionTimeout = electionTimeout
 	rc.LeaderLeaseTimeout = electionTimeout
 	rc.CommitTimeout = commitTimeout
-	logs, err := raft.NewLogCache(logCacheSize, store)
+	// As the server: the leader writes while it replicates (raftoverlap).
+	var leader raftoverlap.Leader
+	logs, err := raftoverlap.LogStore(store, leader.Leading, logCacheSize)
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
 	fsm := &nopFSM{}
-	r, err := raft.NewRaft(rc, fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, raftoverlap.FSM(fsm, store, notDurable), logs, store, snaps,
+		raftoverlap.Transport(trans, store))
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
+	leader.Set(r)
 	// Raft must be down before the deferred transport and store closes.
 	defer func() { r.Shutdown().Error() }()
 	servers := []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(cfg.Addr)}}
@@ -179,7 +203,7 @@ func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
 func load(ctx context.Context, r *raft.Raft, cfg Config, applied func() uint64) (Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	commit := func() error { return r.Apply(make([]byte, cfg.Payload), 5*time.Second).Error() }
+	commit := func() error { return outcome(r.Apply(make([]byte, cfg.Payload), 5*time.Second)) }
 	if cfg.Pack > 0 {
 		p := newPacker(r, cfg.Payload, cfg.Pack)
 		go p.run(ctx)
@@ -313,7 +337,7 @@ func (p *packer) run(ctx context.Context) {
 		}
 		f := p.r.Apply(make([]byte, p.payload*len(batch)), 5*time.Second)
 		go func() {
-			err := f.Error()
+			err := outcome(f)
 			<-p.slots
 			for _, d := range batch {
 				d <- err
