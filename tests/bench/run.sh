@@ -7,7 +7,7 @@
 # runs lockbench over systems x modes x client counts, runs
 # `redis-benchmark -t ping` against redis and a node and pipelined
 # `redis-benchmark -t set -P 16` against durable redis and every node, measures
-# hashicorp/raft alone with the server's raft settings and log store
+# hashicorp/raft alone with the server's raft settings, log store and raftoverlap
 # (raftceiling: the most a server of this design reaches here), reads every node's
 # raft_election_count / raft_term before and after, stops everything by PID
 # and writes tests/bench/RESULTS.md.

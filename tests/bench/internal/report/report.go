@@ -408,7 +408,7 @@ func (d *Data) Markdown() string {
 		d.pingRatio(),
 	}
 	w("## Targets (issue #7)\n\n")
-	w("The column *raft alone* is the same ratio for hashicorp/raft with this server's raft settings and log store and a state machine that does nothing, driven from inside the leader (`raftceiling`, same run), committing each command as its own entry and packing the waiting commands into one entry (as this server does, with one entry in flight, once its cluster runs protocol version 2). The verdict says when neither reached the goal; raft alone runs at another moment than the server, and both move by 20-40%% from run to run here, so read a narrow margin as noise.\n\n")
+	w("The column *raft alone* is the same ratio for hashicorp/raft with this server's raft settings, log store and overlap of the leader's log write with replication (`raftoverlap`), and a state machine that does nothing, driven from inside the leader (`raftceiling`, same run), committing each command as its own entry and packing the waiting commands into one entry (as this server does, with one entry in flight, once its cluster runs protocol version 2). The verdict says when neither reached the goal; raft alone runs at another moment than the server, and both move by 20-40%% from run to run here, so read a narrow margin as noise.\n\n")
 	w("| target | measured | ratio | goal | raft alone | verdict |\n|---|---|---|---|---|---|\n")
 	for _, t := range ts {
 		if t.missing != "" {
@@ -467,7 +467,7 @@ func (d *Data) Markdown() string {
 	w("| fencing tokens only grow (native, etcd: create revision) | %d violations over %d runs | | 0 | | %s |\n\n", viol, checked, v)
 	if len(d.Ceiling) > 0 {
 		w("## hashicorp/raft alone (raftceiling)\n\n")
-		w("Three node processes on loopback with the raft settings and log store (fsync on) of the work tree that ran this script, a state machine that does nothing, and C goroutines in the leader each committing one command after another: as their own entries, or packed, the commands waiting at a moment in one entry.\n\n")
+		w("Three node processes on loopback with the raft settings, log store (fsync on) and `raftoverlap` of the work tree that ran this script, a state machine that does nothing, and C goroutines in the leader each committing one command after another: as their own entries, or packed, the commands waiting at a moment in one entry.\n\n")
 		w("| clients | how | commands/s | entries/s | commit p50 / p99 / p999 | max |\n|---:|---|---:|---:|---|---|\n")
 		for _, c := range d.Ceiling {
 			ents := "-"
