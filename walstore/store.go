@@ -446,9 +446,6 @@ func (s *Store) DeleteRange(min, max uint64) error {
 	if err := s.refreshTail(); err != nil {
 		return s.fail(err)
 	}
-	if err := s.findTail(); err != nil {
-		return s.fail(err)
-	}
 	s.preallocate()
 	return nil
 }
@@ -504,17 +501,13 @@ func (s *Store) account(logs []*raft.Log, size int64) int {
 	return cycles
 }
 
-// refreshTail re-reads where the records of the last segment end, after a
-// truncation.
+// refreshTail finds the last segment again and re-reads where its records
+// end, after a truncation.
 func (s *Store) refreshTail() error {
-	segs, err := listSegments(s.walDir)
-	if err != nil {
+	if err := s.findTail(); err != nil {
 		return err
 	}
-	if len(segs) == 0 {
-		return fmt.Errorf("walstore: no segment in %s", s.walDir)
-	}
-	f, err := os.Open(segs[len(segs)-1].path)
+	f, err := os.Open(s.tailPath)
 	if err != nil {
 		return fmt.Errorf("walstore: %w", err)
 	}
