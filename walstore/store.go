@@ -361,9 +361,6 @@ func (s *Store) storeLogs(logs []*raft.Log, sync bool) error {
 		s.empty, s.off, s.first = false, off, first
 	}
 	s.last = first + uint64(len(logs)) - 1
-	if err := s.settle(sync); err != nil {
-		return err
-	}
 	if cycles > 0 {
 		// tidwall closed the tail and created a new segment file: cut the
 		// zeros off the one it closed before anything reads it (tidwall
@@ -381,7 +378,9 @@ func (s *Store) storeLogs(logs []*raft.Log, sync bool) error {
 		}
 		s.preallocate()
 	}
-	return nil
+	// Only now: an entry in a new segment is durable once the segment's
+	// name is (syncDir above).
+	return s.settle(sync)
 }
 
 // DeleteRange deletes the entries in [min, max] that exist. Raft deletes
