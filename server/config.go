@@ -126,7 +126,7 @@ type UnsafeHooks struct {
 	StaleReads bool
 	// ApplyBeforeDurable makes the leader apply (and acknowledge) an entry
 	// as soon as raft commits it, even while its own copy is not yet
-	// fsynced (durability.go): the entry may be on one disk of three.
+	// fsynced (package raftoverlap): the entry may be on one disk of three.
 	ApplyBeforeDurable bool
 	// UnclampedCommit tells followers raft's commit index even past what
 	// the leader holds durably, so they apply entries that may be on one

@@ -142,13 +142,17 @@ func (s *Store) findTail() error {
 }
 
 // startSyncer makes what Open found durable (a process that stopped before
-// its fsync leaves entries in the page cache that a machine crash could
-// still lose) and starts the syncer.
+// its fsyncs leaves entries, and the name of a segment it had just
+// created, in the page cache, where a machine crash could still lose them)
+// and starts the syncer.
 func (s *Store) startSyncer() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.wakeDurable()
 	if err := s.findTail(); err != nil {
+		return err
+	}
+	if err := s.syncDir(s.walDir); err != nil {
 		return err
 	}
 	if err := s.syncNow(); err != nil {
@@ -223,6 +227,7 @@ func (s *Store) syncLoop() {
 		case err == nil && gen == s.gen:
 			s.setDurable(target)
 		}
+		s.rounds.Add(1)
 		s.mu.Unlock()
 	}
 }

@@ -18,11 +18,17 @@ type heldSync struct {
 	fail    error
 }
 
-func holdSync(t *testing.T, fail error) *heldSync {
+// holdSync holds the fsyncs of s's syncer (and of stores opened after it
+// in the test). Cleanup closes s, so that no syncer still reads syncFile
+// when it is restored.
+func holdSync(t *testing.T, s *Store, fail error) *heldSync {
 	t.Helper()
-	h := &heldSync{entered: make(chan struct{}, 100), release: make(chan struct{}), fail: fail}
+	h := &heldSync{entered: make(chan struct{}, 1), release: make(chan struct{}), fail: fail}
 	syncFile = func(f *os.File) error {
-		h.entered <- struct{}{}
+		select {
+		case h.entered <- struct{}{}:
+		default:
+		}
 		<-h.release
 		if h.fail != nil {
 			return h.fail
@@ -31,6 +37,7 @@ func holdSync(t *testing.T, fail error) *heldSync {
 	}
 	t.Cleanup(func() {
 		h.open()
+		s.Close()
 		syncFile = (*os.File).Sync
 	})
 	return h
@@ -93,7 +100,7 @@ func TestDeferredAppend(t *testing.T) {
 	if d := s.Durable(); d != 3 {
 		t.Fatalf("Durable after StoreLogs = %d, want 3", d)
 	}
-	h := holdSync(t, nil)
+	h := holdSync(t, s, nil)
 	if err := s.StoreLogsDeferred(testLogs(4, 8, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +131,7 @@ func TestDeferredAppend(t *testing.T) {
 // it durable too, without the syncer.
 func TestStoreLogsAfterDeferred(t *testing.T) {
 	s := openT(t, t.TempDir(), nil)
-	h := holdSync(t, nil)
+	h := holdSync(t, s, nil)
 	if err := s.StoreLogsDeferred(testLogs(1, 5, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +149,7 @@ func TestStoreLogsAfterDeferred(t *testing.T) {
 func TestDeferredFsyncFails(t *testing.T) {
 	s := openT(t, t.TempDir(), nil)
 	broken := errors.New("disk gone")
-	h := holdSync(t, broken)
+	h := holdSync(t, s, broken)
 	if err := s.StoreLogsDeferred(testLogs(1, 5, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +171,7 @@ func TestDeferredFsyncFails(t *testing.T) {
 // first and Durable follows the log's new end; a whole-log delete resets it.
 func TestDeferredTruncation(t *testing.T) {
 	s := openT(t, t.TempDir(), nil)
-	h := holdSync(t, nil)
+	h := holdSync(t, s, nil)
 	if err := s.StoreLogsDeferred(testLogs(1, 10, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +182,14 @@ func TestDeferredTruncation(t *testing.T) {
 	if d := s.Durable(); d != 7 {
 		t.Fatalf("Durable after deleting 8-10 = %d, want 7", d)
 	}
+	// The held fsync was of entries up to 10, on the log before the
+	// truncation: when it returns it must count for nothing.
+	rounds := s.rounds.Load()
 	h.open()
+	waitFor(t, 10*time.Second, "the syncer's held round", func() bool { return s.rounds.Load() > rounds })
+	if d := s.Durable(); d != 7 {
+		t.Fatalf("Durable after the stale fsync returned = %d, want 7", d)
+	}
 	if err := s.StoreLogsDeferred(testLogs(8, 9, 2)); err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +219,7 @@ func TestDeferredTruncation(t *testing.T) {
 func TestDeferredCloseAndReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := openT(t, dir, nil)
-	h := holdSync(t, nil)
+	h := holdSync(t, s, nil)
 	if err := s.StoreLogsDeferred(testLogs(1, 4, 1)); err != nil {
 		t.Fatal(err)
 	}

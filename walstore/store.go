@@ -163,6 +163,7 @@ type Store struct {
 	dmu       sync.Mutex
 	dwake     chan struct{}
 	kick      chan struct{}
+	rounds    atomic.Uint64 // syncer rounds finished, for tests
 	stopSync  chan struct{}
 	syncDone  chan struct{}
 	closeSync sync.Once

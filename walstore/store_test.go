@@ -464,14 +464,27 @@ func TestSegmentAccounting(t *testing.T) {
 	var next uint64 = 1
 	for i := range 60 {
 		n := uint64(i%7 + 1)
-		mustStore(t, s, testLogs(next, next+n-1, 1)...)
-		next += n
-		want := s.tail
-		if err := s.refreshTail(); err != nil {
+		if i%2 == 0 {
+			mustStore(t, s, testLogs(next, next+n-1, 1)...)
+		} else if err := s.StoreLogsDeferred(testLogs(next, next+n-1, 1)); err != nil {
 			t.Fatal(err)
 		}
-		if s.tail != want {
-			t.Fatalf("after batch %d: mirrored tail size %d, file size %d", i, want, s.tail)
+		next += n
+		s.mu.Lock() // the syncer reads tailPath
+		want, wantPath := s.tail, s.tailPath
+		err := s.refreshTail()
+		gotTail, gotPath := s.tail, s.tailPath
+		s.mu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gotTail != want {
+			t.Fatalf("after batch %d: mirrored tail size %d, file size %d", i, want, gotTail)
+		}
+		// The syncer fsyncs the segment the mirror names: it must be the
+		// one tidwall appends to.
+		if gotPath != wantPath {
+			t.Fatalf("after batch %d: the store names %s as the tail, the files %s", i, wantPath, gotPath)
 		}
 	}
 	segs, _ := listSegments(s.walDir)
