@@ -20,12 +20,22 @@
 //     is durable on the leader, so no follower applies an entry that is not
 //     yet on a majority of disks;
 //   - [LogStore]: a follower acknowledges only entries that are durable on
-//     it: its StoreLogs fsyncs before returning, and an entry it already
-//     held from its own time as leader is made durable before raft reads it
-//     to compare, raft's only way to acknowledge an entry it did not store
-//     itself; configuration entries are fsynced before StoreLogs returns
-//     even on the leader, because raft acts on a committed configuration
-//     itself (a leader removed from it steps down).
+//     it. raft acknowledges the entries of an AppendEntries request, which
+//     it either stores (StoreLogs, which on a follower returns only once
+//     they, and everything written before them, are durable) or already
+//     holds, from its own time as leader, and reads back to compare terms
+//     (GetLog, which then makes the log durable first). When the request
+//     continues the follower's last entry, raft compares with the term it
+//     keeps in memory, reads nothing, and stores the new entries: again
+//     durable with everything before them. Configuration entries are
+//     fsynced before StoreLogs returns even on the leader, because raft
+//     acts on a committed configuration itself (a leader removed from it
+//     steps down);
+//   - a snapshot (taken by the FSM wrapper) first makes the log durable:
+//     raft labels it with the index of the last entry it handed to the
+//     state machine, which may be a barrier or no-op entry that the state
+//     machine never waits for, and a snapshot must not end past the log a
+//     crash leaves.
 //
 // If the leader's machine crashes before its fsync, the entries it loses
 // were never acknowledged nor applied anywhere; to the nodes that remain
@@ -34,9 +44,11 @@
 //
 // All three wrappers must be used together, with raft's pipelined
 // replication off (Transport refuses it) and raft's RestoreCommittedLogs
-// off. The package relies on two properties of hashicorp/raft v1.8: raft
-// calls StoreLogs and, on a follower, GetLog from its main goroutine, which
-// is also the only one that changes its state (other than Shutdown), so
-// [Leader.Leading] is exact there; and a follower acknowledges an entry
-// only after storing it or reading it back to compare terms.
+// off. The package relies on two properties of hashicorp/raft v1.8. Only
+// raft's main goroutine makes a node leader, and raft calls StoreLogs and,
+// on a follower, GetLog from it; other goroutines only take leadership
+// away (Shutdown, a heartbeat from a newer leader handled on the
+// transport's goroutine), so [Leader.Leading] can be wrong only by
+// answering false, which costs an fsync but never safety. And a follower
+// acknowledges entries only as described above.
 package raftoverlap

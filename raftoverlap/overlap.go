@@ -20,7 +20,8 @@ type Durability interface {
 }
 
 // Store is a log store without gaps that can append without waiting for
-// the fsync (walstore.Store).
+// the fsync (walstore.Store). Its StoreLogs must return only once the
+// entries it stores, and every entry written before them, are durable.
 type Store interface {
 	raft.LogStore
 	raft.MonotonicLogStore
@@ -35,8 +36,8 @@ type Leader struct {
 	raft atomic.Pointer[raft.Raft]
 }
 
-// Set records the raft instance to ask; call it right after raft.NewRaft
-// (raft cannot have been elected before).
+// Set records the raft instance to ask; call it right after raft.NewRaft.
+// Until then Leading answers false, which is always safe (an extra fsync).
 func (l *Leader) Set(r *raft.Raft) { l.raft.Store(r) }
 
 // Leading reports whether raft is the leader now.
@@ -115,7 +116,8 @@ func (f followerLog) IsMonotonic() bool { return f.monotonic }
 
 // FSM returns fsm wrapped so that it applies an entry only once store is
 // durable through it (on a follower it always is by then; on the leader it
-// waits for the fsync that runs beside replication). If the wait fails (the
+// waits for the fsync that runs beside replication), and snapshots only a
+// durable log. If the wait fails (the
 // store failed), failed is called instead of fsm.Apply and its result is
 // the entry's: it must keep the state machine from applying that entry or
 // any later one.
@@ -135,6 +137,16 @@ func (d durableFSM) Apply(l *raft.Log) interface{} {
 		return d.failed(l, err)
 	}
 	return d.FSM.Apply(l)
+}
+
+// Snapshot makes the log durable and then snapshots the state machine:
+// raft labels the snapshot with the last index it handed over, which may be
+// a barrier or no-op entry Apply never saw.
+func (d durableFSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := d.store.Sync(); err != nil {
+		return nil, fmt.Errorf("raftoverlap: make the log durable before a snapshot: %w", err)
+	}
+	return d.FSM.Snapshot()
 }
 
 // Transport returns t wrapped so that AppendEntries carries a commit index

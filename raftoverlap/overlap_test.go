@@ -214,8 +214,16 @@ func TestFSMWaitsForTheLog(t *testing.T) {
 	if inner.count() != 1 {
 		t.Fatalf("the state machine applied %d entries, want 1", inner.count())
 	}
-	if _, err := fsm.Snapshot(); err == nil {
-		t.Fatal("Snapshot is not the state machine's")
+	syncs := store.syncs
+	if _, err := fsm.Snapshot(); err == nil || err.Error() != "no snapshots" {
+		t.Fatalf("Snapshot = %v, want the state machine's", err)
+	}
+	if store.syncs != syncs+1 {
+		t.Fatal("Snapshot did not make the log durable first")
+	}
+	store.syncErr = broken
+	if _, err := fsm.Snapshot(); !errors.Is(err, broken) {
+		t.Fatalf("Snapshot with a failed log = %v, want %v", err, broken)
 	}
 }
 

@@ -44,7 +44,7 @@ func TestHaltOnLogFailure(t *testing.T) {
 	if len(halted) != 1 {
 		t.Fatalf("OnHalt heard %d times, want once", len(halted))
 	}
-	if _, err := g.Snapshot(); !errors.Is(err, raftfsm.ErrHalted) {
+	if _, err := fsm.Snapshot(); !errors.Is(err, raftfsm.ErrHalted) {
 		t.Fatalf("Snapshot of a halted state machine = %v, want ErrHalted", err)
 	}
 }
@@ -54,8 +54,8 @@ func TestHaltOnLogFailure(t *testing.T) {
 // durable on a majority of the nodes' logs. One follower is stopped, so
 // that every commit rests on the leader and the other follower, and raft's
 // CommitTimeout (20 ms here) tells that follower of commits while the
-// leader's fsync is still running. Durable indexes only grow, so reading them
-// after the applied index can only help. Each planted bug must be caught, or
+// leader's fsync is still running. Durable indexes only grow here (nothing
+// is truncated), so reading them after the applied index can only help. Each planted bug must be caught, or
 // the check proves nothing.
 func TestAppliedEntriesAreDurableOnAMajority(t *testing.T) {
 	tests := []struct {
