@@ -117,10 +117,9 @@ func (f followerLog) IsMonotonic() bool { return f.monotonic }
 // FSM returns fsm wrapped so that it applies an entry only once store is
 // durable through it (on a follower it always is by then; on the leader it
 // waits for the fsync that runs beside replication), and snapshots only a
-// durable log. If the wait fails (the
-// store failed), failed is called instead of fsm.Apply and its result is
-// the entry's: it must keep the state machine from applying that entry or
-// any later one.
+// durable log. If the wait fails (the store failed), failed is called
+// instead of fsm.Apply and its result is the entry's: it must keep the
+// state machine from applying that entry or any later one.
 func FSM(fsm raft.FSM, store Durability, failed func(l *raft.Log, err error) interface{}) raft.FSM {
 	return durableFSM{FSM: fsm, store: store, failed: failed}
 }

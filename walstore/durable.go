@@ -103,17 +103,13 @@ func (s *Store) syncNow() error {
 	return nil
 }
 
-// setDurable raises Durable to index and wakes the waiters.
+// setDurable raises Durable to index and wakes the waiters. s.mu must be
+// held (every writer of durable holds it; readers need not).
 func (s *Store) setDurable(index uint64) {
-	for {
-		cur := s.durable.Load()
-		if index <= cur {
-			return
-		}
-		if s.durable.CompareAndSwap(cur, index) {
-			break
-		}
+	if index <= s.durable.Load() {
+		return
 	}
+	s.durable.Store(index)
 	s.wakeDurable()
 }
 
@@ -180,14 +176,8 @@ func (s *Store) stopSyncer() {
 // outside s.mu, so that appends and reads go on meanwhile.
 func (s *Store) syncLoop() {
 	defer close(s.syncDone)
-	var f *os.File
-	var fPath string
-	var fGen uint64
-	defer func() {
-		if f != nil {
-			f.Close()
-		}
-	}()
+	var tail tailFile
+	defer tail.close()
 	for {
 		select {
 		case <-s.kick:
@@ -202,23 +192,10 @@ func (s *Store) syncLoop() {
 			continue
 		}
 		var err error
-		if s.opts.NoSync {
-			// Nothing to flush.
-		} else {
-			if f == nil || fPath != path || fGen != gen {
-				if f != nil {
-					f.Close()
-				}
-				f, fPath, fGen = nil, path, gen
-				if f, err = os.OpenFile(path, os.O_RDONLY, 0); err != nil {
-					f = nil
-				}
-			}
-			if err == nil {
-				time.Sleep(s.opts.DeferredSyncDelay)
-				s.syncs.Add(1)
-				err = syncFile(f)
-			}
+		if !s.opts.NoSync {
+			time.Sleep(s.opts.DeferredSyncDelay)
+			s.syncs.Add(1)
+			err = tail.sync(path, gen)
 		}
 		s.mu.Lock()
 		switch {
@@ -229,5 +206,34 @@ func (s *Store) syncLoop() {
 		}
 		s.rounds.Add(1)
 		s.mu.Unlock()
+	}
+}
+
+// tailFile is the syncer's own descriptor of the tail segment.
+type tailFile struct {
+	f    *os.File
+	path string
+	gen  uint64
+}
+
+// sync fsyncs the segment at path, as of truncation generation gen,
+// opening it again when either changed (a truncation may replace the file
+// under the same name).
+func (t *tailFile) sync(path string, gen uint64) error {
+	if t.f == nil || t.path != path || t.gen != gen {
+		t.close()
+		f, err := os.OpenFile(path, os.O_RDONLY, 0)
+		if err != nil {
+			return err
+		}
+		t.f, t.path, t.gen = f, path, gen
+	}
+	return syncFile(t.f)
+}
+
+func (t *tailFile) close() {
+	if t.f != nil {
+		t.f.Close()
+		t.f = nil
 	}
 }
