@@ -32,20 +32,75 @@ func TestMemoryLimitFor(t *testing.T) {
 	}
 }
 
+func TestGCPercentFor(t *testing.T) {
+	cases := []struct {
+		live uint64
+		want int
+	}{
+		{0, 1500},                  // Go's 4 MiB minimum: a 64 MiB goal
+		{4 << 20, 1500},            // (64-4)/4
+		{10 << 20, 540},            // a few thousand locks
+		{heapGoalFloor/2 - 1, 100}, // at least Go's default
+		{heapGoalFloor / 2, 100},
+		{300 << 20, 100}, // a million locks: the soft limit governs
+	}
+	for _, c := range cases {
+		got := gcPercentFor(c.live)
+		if got != c.want {
+			t.Errorf("gcPercentFor(%d) = %d, want %d", c.live, got, c.want)
+		}
+		if goal := max(c.live, minLiveHeap) * uint64(100+got) / 100; goal < heapGoalFloor && got > 100 {
+			t.Errorf("gcPercentFor(%d) = %d puts the goal at %d MiB, under the floor", c.live, got, goal>>20)
+		}
+	}
+}
+
 func TestGovernMemorySetsAndRestoresLimit(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
+	t.Setenv("GOGC", "")
 	before := debug.SetMemoryLimit(-1)
+	percentBefore := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(percentBefore)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { governMemory(ctx, 50); close(done) }()
 	waitFor(t, 5*time.Second, "the governor to set a limit", func() bool {
-		return debug.SetMemoryLimit(-1) == memoryLimitFor(liveHeap(), 50)
+		return debug.SetMemoryLimit(-1) == memoryLimitFor(liveHeap(), 50) &&
+			gcPercent() == gcPercentFor(liveHeap())
 	})
 	cancel()
 	<-done
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Fatalf("limit after stop = %d, want the original %d", got, before)
 	}
+	if got := gcPercent(); got != 100 {
+		t.Fatalf("GC percent after stop = %d, want the original 100", got)
+	}
+}
+
+// gcPercent reads the GC percentage without changing it.
+func gcPercent() int {
+	p := debug.SetGCPercent(-1)
+	debug.SetGCPercent(p)
+	return p
+}
+
+func TestGovernMemoryLeavesExplicitGOGC(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	t.Setenv("GOGC", "100")
+	percentBefore := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(percentBefore)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { governMemory(ctx, 50); close(done) }()
+	waitFor(t, 5*time.Second, "the governor to set a limit", func() bool {
+		return debug.SetMemoryLimit(-1) == memoryLimitFor(liveHeap(), 50)
+	})
+	if got := gcPercent(); got != 100 {
+		t.Errorf("GC percent = %d with GOGC set, want it left at 100", got)
+	}
+	cancel()
+	<-done
 }
 
 func TestGovernMemoryLeavesExplicitLimit(t *testing.T) {

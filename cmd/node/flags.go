@@ -59,7 +59,7 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 		unsafeBugs  = fs.String("test-unsafe", "", "TEST ONLY: plant bugs (comma-separated: stale-reads, wall-clock-expiry) to prove the safety tests catch them")
 		logFormat   = fs.String("log-format", "text", "log format: text or json")
 		pprofOn     = fs.Bool("enable-pprof", false, "serve Go's profiler under /debug/pprof/ on the HTTP port")
-		memHeadroom = fs.Int("memory-headroom", 50, "keep a soft memory limit of the live heap plus this percentage (at least 256 MiB); 0 leaves Go's GOGC default; ignored when GOMEMLIMIT is set")
+		memHeadroom = fs.Int("memory-headroom", 50, "keep a soft memory limit of the live heap plus this percentage (at least 256 MiB) and a heap goal of at least 64 MiB; 0 leaves Go's GOGC default; ignored when GOMEMLIMIT is set (an explicit GOGC keeps its own percentage)")
 	)
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
