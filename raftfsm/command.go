@@ -134,7 +134,12 @@ type Command struct {
 //	[OpSetNode only: len(resp) uvarint | resp | len(http) uvarint | http]
 //	[OpExec only: wall varint | argc uvarint | argc x (len uvarint | arg)]
 //	[OpHandoff only: len(next) uvarint | next | nextTTL varint]
+//
+// dst grows once, to an upper bound of the encoded size: the server encodes
+// every command into a fresh slice, which appending field by field grew
+// three or four times.
 func Encode(dst []byte, c Command) []byte {
+	dst = slices.Grow(dst, encodedSizeBound(c))
 	dst = append(dst, commandVersion, byte(c.Op))
 	dst = binary.AppendVarint(dst, int64(c.Now))
 	dst = binary.AppendVarint(dst, int64(c.TTL))
@@ -157,6 +162,24 @@ func Encode(dst []byte, c Command) []byte {
 		dst = binary.AppendVarint(dst, int64(c.NextTTL))
 	}
 	return dst
+}
+
+// encodedSizeBound returns at least the length of c's encoding.
+func encodedSizeBound(c Command) int {
+	const v = binary.MaxVarintLen64
+	n := 2 + 3*v + 2*v + len(c.Key) + len(c.Owner)
+	switch c.Op {
+	case OpSetNode:
+		n += 2*v + len(c.RESPAddr) + len(c.HTTPAddr)
+	case OpExec:
+		n += 2 * v
+		for _, a := range c.Args {
+			n += v + len(a)
+		}
+	case OpHandoff:
+		n += 2*v + len(c.NextOwner)
+	}
+	return n
 }
 
 // Decode parses a command produced by [Encode]. It rejects truncated input

@@ -21,7 +21,11 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if again := Encode(nil, c); !bytes.Equal(again, b) {
+		again := Encode(nil, c)
+		if len(again) > encodedSizeBound(c) {
+			t.Fatalf("%+v encodes to %d bytes, over its bound %d", c, len(again), encodedSizeBound(c))
+		}
+		if !bytes.Equal(again, b) {
 			// Varints have one canonical encoding as written by Encode;
 			// a non-canonical input may decode, but must then re-decode
 			// to the same command.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +31,38 @@ func applyBatch(t *testing.T, f *FSM, idx uint64, data []byte) []Result {
 		t.Fatalf("Apply of a batch did not return a *BatchResult")
 	}
 	return r.Results
+}
+
+// TestEncodeGrowsOnce: every operation's encoding fits the bound Encode
+// grows its destination to, so that encoding into a fresh slice allocates
+// once, and decodes back to the command.
+func TestEncodeGrowsOnce(t *testing.T) {
+	long := strings.Repeat("x", 300) // a length prefix of two bytes
+	cases := []Command{
+		acq(time.Second, "key", "owner", 30*time.Second),
+		{Op: OpAcquire, Now: math.MinInt64, Key: long, Owner: long, TTL: math.MaxInt64},
+		ren(-1, "k", "o", time.Millisecond, math.MaxUint64),
+		rel(math.MaxInt64, long, "o", math.MaxUint64),
+		exp(1 << 62),
+		setVersion(math.MaxUint64),
+		{Op: OpSetNode, Now: -1, Key: "n1", RESPAddr: long, HTTPAddr: "127.0.0.1:8001"},
+		execCmd(0, "EVAL", long, "1", "k", "v"),
+		{Op: OpExec, Now: 1, Wall: math.MinInt64, Args: []string{long, long}},
+		hand(math.MinInt64, long, "o", math.MaxUint64, long, math.MinInt64),
+	}
+	for _, c := range cases {
+		data := Encode(nil, c)
+		if len(data) > encodedSizeBound(c) {
+			t.Errorf("op %d: %d bytes, over the bound %d", c.Op, len(data), encodedSizeBound(c))
+		}
+		if allocs := testing.AllocsPerRun(10, func() { Encode(nil, c) }); allocs != 1 {
+			t.Errorf("op %d: Encode(nil) allocated %v times, want 1", c.Op, allocs)
+		}
+		got, err := Decode(data)
+		if err != nil || !reflect.DeepEqual(got, c) {
+			t.Errorf("op %d: decoded %+v, %v; want %+v", c.Op, got, err, c)
+		}
+	}
 }
 
 func TestEncodeBatchRoundTrip(t *testing.T) {
