@@ -137,7 +137,7 @@ type Command struct {
 //
 // dst grows once, to an upper bound of the encoded size: the server encodes
 // every command into a fresh slice, which appending field by field grew
-// three or four times.
+// three to five times.
 func Encode(dst []byte, c Command) []byte {
 	dst = slices.Grow(dst, encodedSizeBound(c))
 	dst = append(dst, commandVersion, byte(c.Op))

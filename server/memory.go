@@ -72,9 +72,8 @@ func governMemory(ctx context.Context, headroom int) {
 	before := debug.SetMemoryLimit(-1)
 	defer debug.SetMemoryLimit(before)
 	if setGC {
-		percent := debug.SetGCPercent(-1)
-		debug.SetGCPercent(percent)
-		defer debug.SetGCPercent(percent)
+		found := debug.SetGCPercent(gcPercentFor(liveHeap()))
+		defer debug.SetGCPercent(found)
 	}
 	t := time.NewTicker(memoryInterval)
 	defer t.Stop()
