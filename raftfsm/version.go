@@ -48,7 +48,7 @@ func (f *FSM) admit(idx uint64, err error) error {
 		return f.halted
 	}
 	if errors.Is(err, ErrNewerFormat) {
-		return f.halt(idx, err)
+		return f.halt(idx, fmt.Errorf("%w; upgrade this node to the version the rest of the cluster runs", err))
 	}
 	if idx > f.applied {
 		f.applied = idx
@@ -67,17 +67,13 @@ func (f *FSM) Halt(idx uint64, err error) error {
 	if f.halted != nil {
 		return f.halted
 	}
-	f.halted = fmt.Errorf("%w at raft index %d: %w", ErrHalted, idx, err)
-	if f.onHalt != nil {
-		f.onHalt(f.halted)
-	}
-	return f.halted
+	return f.halt(idx, err)
 }
 
 // halt stops the state machine at entry idx because of err. f.mu must be
 // held.
 func (f *FSM) halt(idx uint64, err error) error {
-	f.halted = fmt.Errorf("%w at raft index %d: %w; upgrade this node to the version the rest of the cluster runs", ErrHalted, idx, err)
+	f.halted = fmt.Errorf("%w at raft index %d: %w", ErrHalted, idx, err)
 	if f.onHalt != nil {
 		f.onHalt(f.halted)
 	}
