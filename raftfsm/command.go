@@ -204,8 +204,7 @@ func Decode(b []byte) (Command, error) {
 	c.Now = time.Duration(d.Varint())
 	c.TTL = time.Duration(d.Varint())
 	c.Token = d.Uvarint()
-	c.Key = d.Str()
-	c.Owner = d.Str()
+	c.Key, c.Owner = d.Strs() // one allocation: a stored lock keeps both
 	if c.Op == OpSetNode {
 		c.RESPAddr = d.Str()
 		c.HTTPAddr = d.Str()

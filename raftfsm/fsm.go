@@ -82,7 +82,7 @@ type FSM struct {
 	mu      sync.RWMutex
 	now     time.Duration
 	applied uint64
-	locks   *btree.Map[string, LockState]
+	locks   lockTable
 	expiry  *btree.BTreeG[expiryItem]
 	nodes   map[string]NodeAddrs
 	scripts scriptCache
@@ -130,7 +130,7 @@ func (f *FSM) freed(key string) {
 func (f *FSM) reset() {
 	f.now = 0
 	f.applied = 0
-	f.locks = new(btree.Map[string, LockState])
+	f.locks = newLockTable()
 	f.expiry = btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true})
 	f.nodes = make(map[string]NodeAddrs)
 	f.scripts = scriptCache{}
@@ -304,7 +304,7 @@ func (f *FSM) deadline(ttl time.Duration) time.Duration {
 // put stores l, which must not be in the keyspace with another deadline
 // (see replace).
 func (f *FSM) put(l LockState) {
-	f.locks.Set(l.Key, l)
+	f.locks.Set(l)
 	if l.HasTTL() {
 		f.expiry.Set(expiryItem{l.Deadline, l.Key})
 	}
@@ -352,7 +352,7 @@ func (f *FSM) List() []LockState {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	out := make([]LockState, 0, f.locks.Len())
-	f.locks.Scan(func(_ string, l LockState) bool {
+	f.locks.Scan(func(l LockState) bool {
 		out = append(out, l)
 		return true
 	})
@@ -451,9 +451,9 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // buildExpiry returns the expiry index of locks: the (deadline, key) of
 // every key with a TTL, sorted once and bulk-loaded (inserting them one by
 // one, in key order, costs a tree search each).
-func buildExpiry(locks *btree.Map[string, LockState]) *btree.BTreeG[expiryItem] {
+func buildExpiry(locks lockTable) *btree.BTreeG[expiryItem] {
 	items := make([]expiryItem, 0, locks.Len())
-	locks.Scan(func(_ string, l LockState) bool {
+	locks.Scan(func(l LockState) bool {
 		if l.HasTTL() {
 			items = append(items, expiryItem{l.Deadline, l.Key})
 		}

@@ -8,12 +8,12 @@ import (
 	"hash"
 	"hash/crc32"
 	"io"
+	"slices"
 	"sort"
 	"time"
 
 	"github.com/distlock/distlock/internal/wire"
 	"github.com/hashicorp/raft"
-	"github.com/tidwall/btree"
 )
 
 // Snapshot format, version 3 (all integers big-endian; strings are
@@ -52,7 +52,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 type snapshot struct {
 	now     time.Duration
 	applied uint64
-	locks   *btree.Map[string, LockState]
+	locks   lockTable
 	nodes   map[string]NodeAddrs
 	scripts scriptCache
 	version uint64 // the cluster's protocol version
@@ -89,7 +89,7 @@ func (s *snapshot) write(w io.Writer) error {
 		return err
 	}
 	var err error
-	s.locks.Scan(func(_ string, l LockState) bool {
+	s.locks.Scan(func(l LockState) bool {
 		buf = appendLock(buf[:0], l)
 		_, err = bw.Write(buf)
 		return err == nil
@@ -158,7 +158,7 @@ func appendLock(b []byte, l LockState) []byte {
 type snapshotState struct {
 	now     time.Duration
 	applied uint64
-	locks   *btree.Map[string, LockState]
+	locks   lockTable
 	nodes   []snapshotNode
 	scripts scriptCache
 	version uint64
@@ -179,7 +179,7 @@ const maxSnapshotString = 1 << 20
 
 // readSnapshot decodes and verifies a snapshot stream.
 func readSnapshot(r io.Reader) (snapshotState, error) {
-	st := snapshotState{locks: new(btree.Map[string, LockState]), version: 1}
+	st := snapshotState{locks: newLockTable(), version: 1}
 	crc := crc32.New(castagnoli)
 	br := &crcReader{r: bufio.NewReaderSize(r, 64<<10), crc: crc}
 	head := make([]byte, len(snapshotMagic)+2+8+8+8)
@@ -207,7 +207,7 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 			return st, fmt.Errorf("%w: keys out of order at lock %d", ErrBadSnapshot, i)
 		}
 		prev = l.Key
-		st.locks.Load(l.Key, l) // ascending keys: appends to the last leaf
+		st.locks.Load(l) // ascending keys: appends to the last leaf
 	}
 	var nb [8]byte
 	if _, err := io.ReadFull(br, nb[:]); err != nil {
@@ -259,10 +259,13 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 
 func readLock(br *crcReader, version uint16) (LockState, error) {
 	var l LockState
-	var err error
-	if l.Key, err = readString(br); err != nil {
+	// The key and owner share one allocation (wire.Pair), as they do when
+	// a command is decoded.
+	kv, err := readBytes(br, br.scratch[:0])
+	if err != nil {
 		return l, err
 	}
+	keyLen := len(kv)
 	kind := byte(0)
 	if version >= 2 {
 		if kind, err = br.ReadByte(); err != nil {
@@ -272,11 +275,14 @@ func readLock(br *crcReader, version uint16) (LockState, error) {
 			return l, fmt.Errorf("unknown key kind %d", kind)
 		}
 	}
-	if l.Owner, err = readString(br); err != nil {
+	kv, err = readBytes(br, kv) // the owner, after the key
+	br.scratch = kv[:0]
+	if err != nil {
 		return l, err
 	}
-	var fixed [32]byte
-	if _, err := io.ReadFull(br, fixed[:]); err != nil {
+	l.Key, l.Owner = wire.Pair(kv[:keyLen], kv[keyLen:])
+	fixed := br.fixed[:]
+	if _, err := io.ReadFull(br, fixed); err != nil {
 		return l, err
 	}
 	l.Token = binary.BigEndian.Uint64(fixed[0:])
@@ -383,30 +389,40 @@ func readUint64(br *crcReader) (uint64, error) {
 }
 
 func readString(br *crcReader) (string, error) {
-	n, err := binary.ReadUvarint(br)
+	b, err := readBytes(br, br.scratch[:0])
+	br.scratch = b[:0]
 	if err != nil {
 		return "", err
 	}
-	if n > maxSnapshotString {
-		return "", fmt.Errorf("string of %d bytes", n)
-	}
-	if uint64(cap(br.scratch)) < n {
-		br.scratch = make([]byte, n)
-	}
-	b := br.scratch[:n]
-	if _, err := io.ReadFull(br, b); err != nil {
-		return "", err
-	}
 	return string(b), nil
+}
+
+// readBytes reads a length-prefixed string and appends it to dst.
+func readBytes(br *crcReader, dst []byte) ([]byte, error) {
+	n, err := binary.ReadUvarint(br)
+	if err != nil {
+		return dst, err
+	}
+	if n > maxSnapshotString {
+		return dst, fmt.Errorf("string of %d bytes", n)
+	}
+	dst = slices.Grow(dst, int(n))
+	b := dst[len(dst) : len(dst)+int(n)]
+	if _, err := io.ReadFull(br, b); err != nil {
+		return dst, err
+	}
+	return dst[:len(dst)+int(n)], nil
 }
 
 // crcReader feeds every byte it reads into a running checksum.
 type crcReader struct {
 	r   *bufio.Reader
 	crc hash.Hash32
-	// one and scratch are reused buffers (ReadByte's checksum input and
-	// readString's read buffer), so reading allocates only the strings.
+	// one, fixed and scratch are reused buffers (ReadByte's checksum
+	// input, a lock's fixed-size fields, the strings' read buffer), so
+	// reading allocates only the strings.
 	one     [1]byte
+	fixed   [32]byte
 	scratch []byte
 }
 

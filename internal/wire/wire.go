@@ -8,6 +8,7 @@ package wire
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 )
 
 // ErrTruncated means the input ended inside a value.
@@ -102,3 +103,27 @@ func (d *Decoder) Bytes() []byte {
 
 // Str reads a length-prefixed string (a copy).
 func (d *Decoder) Str() string { return string(d.Bytes()) }
+
+// Strs reads two length-prefixed strings, copied into one allocation (see
+// [Pair]).
+func (d *Decoder) Strs() (string, string) {
+	a := d.Bytes()
+	b := d.Bytes()
+	if d.Err != nil {
+		return "", ""
+	}
+	return Pair(a, b)
+}
+
+// Pair returns copies of a and b that share one allocation: for values
+// that live and die together (a lock's key and owner), that saves an
+// allocation and the rounding of one size class each time. Either string
+// keeps the other's bytes alive.
+func Pair(a, b []byte) (string, string) {
+	var sb strings.Builder
+	sb.Grow(len(a) + len(b))
+	sb.Write(a)
+	sb.Write(b)
+	s := sb.String()
+	return s[:len(a)], s[len(a):]
+}

@@ -46,3 +46,43 @@ func TestTruncatedAndForged(t *testing.T) {
 		}
 	}
 }
+
+func TestPairSharesOneAllocation(t *testing.T) {
+	cases := []struct{ a, b string }{
+		{"", ""}, {"lock:0000001", ""}, {"", "owner"},
+		{"lock:0000001", "3f2a9c1e-0b7d-4e21-a9f0-6c1d2e3f4a5b"},
+		{"héllo", "wörld"},
+	}
+	for _, c := range cases {
+		var b []byte
+		b = AppendString(b, c.a)
+		b = AppendString(b, c.b)
+		d := Decoder{B: b}
+		var ka, kb string
+		allocs := testing.AllocsPerRun(20, func() {
+			d = Decoder{B: b}
+			ka, kb = d.Strs()
+		})
+		if d.Err != nil || ka != c.a || kb != c.b || len(d.B) != 0 {
+			t.Fatalf("Strs of %q, %q = %q, %q, err %v, %d bytes left", c.a, c.b, ka, kb, d.Err, len(d.B))
+		}
+		want := 1.0
+		if c.a == "" && c.b == "" {
+			want = 0
+		}
+		if allocs != want {
+			t.Errorf("Strs of %q, %q: %v allocations, want %v", c.a, c.b, allocs, want)
+		}
+		// The copies must not alias the input.
+		for i := range b {
+			b[i] = 0
+		}
+		if ka != c.a || kb != c.b {
+			t.Fatalf("Strs of %q, %q alias the input: now %q, %q", c.a, c.b, ka, kb)
+		}
+	}
+	d := Decoder{B: []byte{3, 'a'}}
+	if a, b := d.Strs(); a != "" || b != "" || !errors.Is(d.Err, ErrTruncated) {
+		t.Fatalf("truncated: %q, %q, %v", a, b, d.Err)
+	}
+}
