@@ -5,7 +5,9 @@
 # pipelined LOCK.ACQUIREs, reads VmRSS, times the snapshot of the full state
 # from the node's log, SIGTERMs it, restarts it on the same data dir, times
 # exec -> first LOCK.INFO and -> /health/ready, checks the locks survived,
-# and prints a markdown table with the verdicts.
+# loads the node that still holds them (64 clients acquiring and releasing
+# keys of their own for 20 s) while sampling VmRSS, and prints a markdown
+# table with the verdicts.
 #
 #   tests/bench/scale.sh                 # 1,000,000 locks (a few minutes on 2 cores)
 #   LOCKS=100000 tests/bench/scale.sh    # smoke
@@ -13,6 +15,7 @@
 #
 # Environment: LOCKS [1000000], CONNS [128], PIPELINE [200], TTL [30m],
 # ORDER [random] (or sequential: the order keys are acquired in),
+# CHURN [20s] (the load after the restart; 0 skips it), CHURN_CONNS [64],
 # SNAPSHOT_INTERVAL [20s] (node --snapshot-interval), NODE_ARGS (extra node
 # flags), NODE_ENV (extra environment of the node, e.g. GOMEMLIMIT=400MiB),
 # NODE_BIN (prebuilt node), PPROF=1, KEEP=1 (keep the work dir),
@@ -66,7 +69,8 @@ fi
 
 args=(-node "$WORK/node" -dir "$WORK/run"
 	-locks "${LOCKS:-1000000}" -conns "${CONNS:-128}" -pipeline "${PIPELINE:-200}"
-	-ttl "${TTL:-30m}" -snapshot-interval "${SNAPSHOT_INTERVAL:-20s}" -order "${ORDER:-random}")
+	-ttl "${TTL:-30m}" -snapshot-interval "${SNAPSHOT_INTERVAL:-20s}" -order "${ORDER:-random}"
+	-churn "${CHURN:-20s}" -churn-conns "${CHURN_CONNS:-64}")
 [[ "${PPROF:-0}" == 1 ]] && args+=(-pprof)
 [[ -n "${NODE_ARGS:-}" ]] && args+=(-node-args "$NODE_ARGS")
 [[ -n "${NODE_ENV:-}" ]] && args+=(-node-env "$NODE_ENV")

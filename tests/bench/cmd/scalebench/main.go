@@ -59,6 +59,8 @@ type config struct {
 	readyTimeout time.Duration
 	samples      int
 	order        string
+	churn        time.Duration
+	churnConns   int
 	pprof        bool
 	nodeArgs     []string
 	nodeEnv      []string
@@ -82,6 +84,8 @@ func run(args []string) int {
 	fs.DurationVar(&c.readyTimeout, "ready-timeout", 2*time.Minute, "longest wait for the node to serve after a start")
 	fs.IntVar(&c.samples, "samples", 1000, "keys checked with LOCK.INFO after the restart")
 	fs.StringVar(&c.order, "order", "random", "order keys are acquired in: random (a fixed permutation; clients lock arbitrary keys) or sequential")
+	fs.DurationVar(&c.churn, "churn", 20*time.Second, "after the restart, load the node this long with clients acquiring and releasing keys of their own while it holds the locks, sampling RSS (0: skip)")
+	fs.IntVar(&c.churnConns, "churn-conns", 64, "clients of the load after the restart")
 	fs.BoolVar(&c.pprof, "pprof", false, "start the node with --enable-pprof; save heap profiles (after the fill, after the restart) and a CPU profile (while the full snapshot is taken) in -dir")
 	fs.StringVar(&extra, "node-args", "", "extra node flags, space-separated")
 	fs.StringVar(&env, "node-env", "", "extra environment of the node, space-separated NAME=value (e.g. GOMEMLIMIT=400MiB)")
@@ -91,9 +95,9 @@ func run(args []string) int {
 		}
 		return 2
 	}
-	if c.node == "" || c.dir == "" || c.locks < 1 || c.conns < 1 || c.pipeline < 1 || c.samples < 1 ||
+	if c.node == "" || c.dir == "" || c.locks < 1 || c.conns < 1 || c.pipeline < 1 || c.samples < 1 || c.churn < 0 || c.churnConns < 1 ||
 		(c.order != "random" && c.order != "sequential") {
-		fmt.Fprintln(os.Stderr, "scalebench: -node and -dir are required; -locks, -conns, -pipeline, -samples must be positive; -order random or sequential")
+		fmt.Fprintln(os.Stderr, "scalebench: -node and -dir are required; -locks, -conns, -pipeline, -samples, -churn-conns must be positive, -churn not negative; -order random or sequential")
 		return 2
 	}
 	redis.SetLogger(quietLogger{}) // connection-refused noise while polling a restarting node
@@ -165,6 +169,7 @@ type bench struct {
 	sampled       int
 	sampleBad     int
 	sampleErrs    []string
+	churned       churnResult
 }
 
 type snapTiming struct {
@@ -314,6 +319,14 @@ func (b *bench) run() error {
 	}
 	time.Sleep(10 * time.Second) // let the scavenger return the restore's garbage
 	b.rssSettled, _ = procMem(n2.pid())
+	if c.churn > 0 {
+		logf("loading the node for %s: %d clients acquire and release keys of their own", c.churn, c.churnConns)
+		if b.churned, err = b.churn(n2); err != nil {
+			return err
+		}
+		logf("load: %d cycles in %s; RSS at most %s sampled (peak since the restart %s), soft memory limit %s",
+			b.churned.cycles, b.churned.dur.Round(time.Millisecond), mibs(b.churned.rssMax), mibs(b.churned.hwm), mibs(int64(b.churned.memLimit)))
+	}
 	return nil
 }
 

@@ -180,7 +180,8 @@ func (b *bench) allPass() bool {
 		b.snap.index != 0 && b.snap.dur() <= targetSnapshot &&
 		b.restoreDur > 0 && b.restoreDur <= targetRestore &&
 		b.toInfo > 0 && b.toInfo <= targetRestart && b.toReady > 0 && b.toReady <= targetRestart &&
-		b.dbsizeRestart == int64(b.cfg.locks) && b.sampleBad == 0
+		b.dbsizeRestart == int64(b.cfg.locks) && b.sampleBad == 0 &&
+		(b.cfg.churn == 0 || (b.churned.rssMax > 0 && b.churned.rssMax <= targetRSS))
 }
 
 // print writes the markdown report of whatever was measured.
@@ -224,6 +225,17 @@ func (b *bench) print(w io.Writer, runErr error) {
 	row("Go heap in use after the restart", mibs(int64(b.heapRestart)), "", "-")
 	row("locks after the restart (DBSIZE)", fmt.Sprintf("%d (before: %d)", b.dbsizeRestart, b.dbsizeFill), fmt.Sprint(c.locks), verdict(b.dbsizeRestart == int64(c.locks)))
 	row("sample of LOCK.INFO after the restart", fmt.Sprintf("%d checked, %d wrong %v", b.sampled, b.sampleBad, b.sampleErrs), "0 wrong", verdict(b.sampled > 0 && b.sampleBad == 0))
+	if c.churn > 0 {
+		ch := b.churned
+		rate := 0.0
+		if ch.dur > 0 {
+			rate = float64(ch.cycles) / ch.dur.Seconds()
+		}
+		row(fmt.Sprintf("then under load: %d clients acquire+release keys of their own for %s", c.churnConns, c.churn),
+			fmt.Sprintf("%.0f cycles/s; RSS at most %s (sampled every 250 ms; VmHWM since the restart %s), soft memory limit %s",
+				rate, mibs(ch.rssMax), mibs(ch.hwm), mibs(int64(ch.memLimit))),
+			"<= 512 MiB", verdict(ch.rssMax > 0 && ch.rssMax <= targetRSS))
+	}
 	if len(b.fillErrors) > 0 {
 		fmt.Fprintf(w, "\nfill errors (retried): %v\n", b.fillErrors)
 	}
