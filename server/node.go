@@ -28,6 +28,10 @@ const snapshotsRetained = 2
 // up to 512 x 64 KiB of entries (packer.go).
 const logCacheSize = 512
 
+// drainTimeout bounds Close's wait for raft's connection handlers (a
+// heartbeat being handled) before it closes the log store.
+const drainTimeout = 5 * time.Second
+
 // Node is one member of the lock cluster. It implements lockapi.Service.
 type Node struct {
 	cfg   Config
@@ -37,6 +41,7 @@ type Node struct {
 	fsm     *raftfsm.FSM
 	store   *walstore.Store
 	trans   *raft.NetworkTransport
+	stream  *streamLayer // under trans
 	raft    *raft.Raft
 	metrics *metrics
 	obs     *raft.Observer
@@ -133,6 +138,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return err
 	}
+	n.stream = stream
 	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 		// No pipelined replication: hashicorp/raft v1.8.0's pipeline can
@@ -260,6 +266,12 @@ func (n *Node) Close() error {
 		}
 		if n.trans != nil {
 			errs = append(errs, n.trans.Close())
+		}
+		if n.stream != nil {
+			// raft may still be handling a heartbeat on a connection's
+			// goroutine (see streamLayer): wait for it before the store
+			// closes under it.
+			errs = append(errs, n.stream.drain(drainTimeout))
 		}
 		n.fwd.close()
 		n.wg.Wait()

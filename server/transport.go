@@ -24,6 +24,14 @@ const firstByteTimeout = 10 * time.Second
 // given by the operator verbatim ("localhost:9001" as in --peers), where
 // raft's own TCP transport insists on a resolved IP. It also demultiplexes
 // the raft port: connections opened with forwardMagic go to onForward.
+//
+// It keeps track of the raft connections it accepted, so that the node can
+// wait for raft's handlers of them to end (drain) before it closes the log
+// store: hashicorp/raft handles heartbeats on the connection's goroutine,
+// which neither raft.Shutdown nor the transport's Close waits for, and a
+// heartbeat that passed raft's shutdown check may still write the term to
+// the stable store or read the log, where a closed store's error makes
+// raft panic.
 type streamLayer struct {
 	ln        net.Listener
 	advertise advertiseAddr
@@ -32,6 +40,11 @@ type streamLayer struct {
 	dialMap   map[string]string
 	done      chan struct{}
 	closeOnce sync.Once
+
+	mu       sync.Mutex
+	accepted map[*peekedConn]struct{} // raft connections not yet closed by their handler
+	handlers sync.WaitGroup           // one per entry of accepted
+	drained  bool                     // drain has begun: connections are refused
 }
 
 type advertiseAddr string
@@ -48,7 +61,7 @@ func newStreamLayer(bind, advertise string, dialMap map[string]string, onForward
 		advertise = ln.Addr().String()
 	}
 	s := &streamLayer{ln: ln, advertise: advertiseAddr(advertise), raftConns: make(chan net.Conn),
-		onForward: onForward, dialMap: dialMap, done: make(chan struct{})}
+		onForward: onForward, dialMap: dialMap, done: make(chan struct{}), accepted: make(map[*peekedConn]struct{})}
 	go s.acceptLoop()
 	return s, nil
 }
@@ -82,12 +95,60 @@ func (s *streamLayer) route(c net.Conn) {
 		s.onForward(c, br)
 		return
 	}
-	select {
-	case s.raftConns <- &peekedConn{Conn: c, r: br}:
-	case <-s.done:
+	pc := &peekedConn{Conn: c, r: br, layer: s}
+	s.mu.Lock()
+	if s.drained {
+		s.mu.Unlock()
 		c.Close()
+		return
+	}
+	s.accepted[pc] = struct{}{}
+	s.handlers.Add(1)
+	s.mu.Unlock()
+	select {
+	case s.raftConns <- pc:
+	case <-s.done:
+		pc.Close()
 	}
 }
+
+// handlerDone is called once per accepted raft connection, when it is
+// closed through the connection raft's handler was given.
+func (s *streamLayer) handlerDone(pc *peekedConn) {
+	s.mu.Lock()
+	delete(s.accepted, pc)
+	s.mu.Unlock()
+	s.handlers.Done()
+}
+
+// drain closes the sockets of the raft connections still open, so that
+// their handlers' reads fail, and waits up to timeout for every handler to
+// return (each closes its connection when it does); connections routed
+// from then on are closed at once. It returns errDrainTimeout if some
+// handler did not return in time.
+func (s *streamLayer) drain(timeout time.Duration) error {
+	s.mu.Lock()
+	s.drained = true
+	for pc := range s.accepted {
+		pc.Conn.Close() // the socket only: the handler's own Close marks it done
+	}
+	s.mu.Unlock()
+	finished := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-time.After(timeout):
+		return errDrainTimeout
+	}
+}
+
+// errDrainTimeout means a raft connection handler did not return in time
+// while the node closed.
+var errDrainTimeout = errors.New("raft connection handlers still running")
 
 // Accept returns the next raft connection.
 func (s *streamLayer) Accept() (net.Conn, error) {
@@ -126,10 +187,24 @@ func dialPeer(dialMap map[string]string, addr string, timeout time.Duration) (ne
 // Addr returns the advertised address.
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
-// peekedConn is a connection whose first bytes were buffered while routing.
+// peekedConn is a raft connection whose first bytes were buffered while
+// routing.
 type peekedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r         *bufio.Reader
+	layer     *streamLayer
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// Close closes the socket and tells the layer this connection's handler is
+// done; only the first call has an effect.
+func (c *peekedConn) Close() error {
+	c.closeOnce.Do(func() {
+		c.closeErr = c.Conn.Close()
+		c.layer.handlerDone(c)
+	})
+	return c.closeErr
+}
