@@ -42,24 +42,18 @@ func TestDockerCompose(t *testing.T) {
 	t.Cleanup(func() { exec.Command(docker, "rmi", "-f", image).Run() })
 
 	project := fmt.Sprintf("distlocke2e%d", os.Getpid())
-	ports := map[string]int{}
-	env := append(os.Environ(), "DISTLOCK_IMAGE="+image)
-	for i := 1; i <= 3; i++ {
-		for _, kind := range []string{"RESP", "HTTP"} {
-			name := fmt.Sprintf("NODE%d_%s_PORT", i, kind)
-			ports[name] = freePort(t)
-			env = append(env, fmt.Sprintf("%s=%d", name, ports[name]))
+	var ports map[string]int
+	var env []string
+	pickPorts := func() {
+		ports = map[string]int{}
+		env = append(os.Environ(), "DISTLOCK_IMAGE="+image)
+		for i := 1; i <= 3; i++ {
+			for _, kind := range []string{"RESP", "HTTP"} {
+				name := fmt.Sprintf("NODE%d_%s_PORT", i, kind)
+				ports[name] = freePort(t)
+				env = append(env, fmt.Sprintf("%s=%d", name, ports[name]))
+			}
 		}
-	}
-	composeRun := func(args ...string) string {
-		t.Helper()
-		cmd := exec.Command(compose, append([]string{"-p", project}, args...)...)
-		cmd.Dir, cmd.Env = "..", env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("docker-compose %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return string(out)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -72,7 +66,26 @@ func TestDockerCompose(t *testing.T) {
 		cmd.Dir, cmd.Env = "..", env
 		cmd.Run()
 	})
-	composeRun("up", "-d")
+	// A port found free can be taken by another process (the test packages
+	// run in parallel) before Docker binds it: then try again with others.
+	for attempt := 1; ; attempt++ {
+		pickPorts()
+		cmd := exec.Command(compose, "-p", project, "up", "-d")
+		cmd.Dir, cmd.Env = "..", env
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(string(out), "address already in use") && !strings.Contains(string(out), "port is already allocated") {
+			t.Fatalf("docker-compose up -d (attempt %d): %v\n%s", attempt, err, out)
+		}
+		t.Logf("docker-compose up -d: a published port was taken meanwhile; again with other ports:\n%s", out)
+		down := exec.Command(compose, "-p", project, "down", "-v", "--timeout", "2")
+		down.Dir, down.Env = "..", env
+		if out, err := down.CombinedOutput(); err != nil {
+			t.Fatalf("docker-compose down after a failed up: %v\n%s", err, out)
+		}
+	}
 
 	nodes := []*proc{}
 	for i := 1; i <= 3; i++ {
