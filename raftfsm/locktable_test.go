@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -44,6 +45,48 @@ func TestLockTableKeepsEveryField(t *testing.T) {
 	})
 	if want := []string{"", "a", "b"}; !slices.Equal(keys, want) {
 		t.Errorf("Scan visited %q, want %q", keys, want)
+	}
+}
+
+// lockValue must mirror LockState field for field, Key aside: a field added
+// to LockState and not to lockValue (and to valueOf and state) would be
+// dropped silently when the lock is stored.
+func TestLockValueMirrorsLockState(t *testing.T) {
+	st, val := reflect.TypeFor[LockState](), reflect.TypeFor[lockValue]()
+	want := map[string]reflect.Type{}
+	for f := range st.Fields() {
+		if f.Name != "Key" {
+			want[f.Name] = f.Type
+		}
+	}
+	got := map[string]reflect.Type{}
+	for f := range val.Fields() {
+		got[f.Name] = f.Type
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("lockValue fields %v, want LockState's without Key: %v", got, want)
+	}
+	// Every field survives Set and Get: fill each with a distinct value.
+	var l LockState
+	v := reflect.ValueOf(&l).Elem()
+	for i := range v.NumField() {
+		switch f := v.Field(i); f.Kind() {
+		case reflect.String:
+			f.SetString(st.Field(i).Name)
+		case reflect.Uint64:
+			f.SetUint(uint64(i + 1))
+		case reflect.Int64:
+			f.SetInt(int64(i + 100))
+		case reflect.Pointer:
+			f.Set(reflect.New(f.Type().Elem()))
+		default:
+			t.Fatalf("field %s of kind %s: extend this test", st.Field(i).Name, f.Kind())
+		}
+	}
+	tab := newLockTable()
+	tab.Set(l)
+	if got, ok := tab.Get(l.Key); !ok || got != l {
+		t.Fatalf("stored %+v, got back %+v", l, got)
 	}
 }
 
