@@ -26,6 +26,15 @@ const applyTimeout = 10 * time.Second
 // and lets its successor in as soon as it is queued, so a pipeline's
 // commands keep their order in the log and share entries or raft's batches.
 func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, error) {
+	return n.applyNotify(ctx, c, nil)
+}
+
+// applyNotify is apply that also calls early, when it is not nil, with the
+// same outcome as soon as the entry has been applied or has failed, from
+// the goroutine that answers the entry and before apply's caller wakes, so
+// early must not block. early is not called when apply fails before its
+// command reached raft, or when the node closes with it still queued.
+func (n *Node) applyNotify(ctx context.Context, c raftfsm.Command, early func(raftfsm.Result, error)) (raftfsm.Result, error) {
 	turn := lockapi.TurnFrom(ctx)
 	defer turn.Done()
 	if err := turn.Wait(ctx); err != nil {
@@ -36,7 +45,7 @@ func (n *Node) apply(ctx context.Context, c raftfsm.Command) (raftfsm.Result, er
 		return raftfsm.Result{}, err
 	}
 	c.Now = now
-	p := &proposal{data: raftfsm.Encode(nil, c), done: make(chan struct{})}
+	p := &proposal{data: raftfsm.Encode(nil, c), done: make(chan struct{}), early: early}
 	p.deadline, _ = ctx.Deadline()
 	if !p.deadline.IsZero() && time.Until(p.deadline) <= 0 {
 		return raftfsm.Result{}, fmt.Errorf("%w before the command was submitted", lockapi.ErrTimeout)

@@ -51,6 +51,9 @@ type proposal struct {
 	// then, when set, is called with the outcome in place of closing done
 	// (applyAsync); it must not block.
 	then func()
+	// early, when set, is called with apply's outcome before done is
+	// closed (applyNotify); it must not block.
+	early func(raftfsm.Result, error)
 }
 
 func (p *proposal) finish(res raftfsm.Result, err error) {
@@ -58,6 +61,9 @@ func (p *proposal) finish(res raftfsm.Result, err error) {
 	if p.then != nil {
 		p.then()
 		return
+	}
+	if p.early != nil {
+		p.early(outcome(res, err))
 	}
 	close(p.done)
 }

@@ -65,6 +65,46 @@ func TestAnswerHandsOutResults(t *testing.T) {
 	}
 }
 
+// A proposal's early hook (applyNotify) hears apply's outcome once, from
+// the goroutine that answers the entry, before the caller is woken.
+func TestEarlyHearsTheOutcomeBeforeDone(t *testing.T) {
+	tests := []struct {
+		name    string
+		future  fakeApplyFuture
+		token   uint64
+		wantErr error
+	}{
+		{"granted", fakeApplyFuture{resp: &raftfsm.Result{Lock: raftfsm.LockState{Token: 5}}}, 5, nil},
+		{"refused", fakeApplyFuture{resp: &raftfsm.Result{Err: lockapi.ErrNotHeld}}, 0, lockapi.ErrNotHeld},
+		{"raft error", fakeApplyFuture{err: raft.ErrLeadershipLost}, 0, lockapi.ErrUnknownOutcome},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &proposal{done: make(chan struct{})}
+			calls := 0
+			p.early = func(res raftfsm.Result, err error) {
+				calls++
+				select {
+				case <-p.done:
+					t.Error("early was called after done was closed")
+				default:
+				}
+				if res.Lock.Token != tt.token || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+					t.Errorf("early heard token %d, %v; want %d, %v", res.Lock.Token, err, tt.token, tt.wantErr)
+				}
+			}
+			answer([]*proposal{p}, tt.future, tt.future.err)
+			<-p.done
+			if calls != 1 {
+				t.Fatalf("early called %d times, want once", calls)
+			}
+			if res, err := outcome(p.res, p.err); res.Lock.Token != tt.token || !errors.Is(err, tt.wantErr) {
+				t.Fatalf("the caller's outcome %d, %v differs from early's", res.Lock.Token, err)
+			}
+		})
+	}
+}
+
 func TestOutcome(t *testing.T) {
 	held := raftfsm.Result{Lock: raftfsm.LockState{Owner: "other", Token: 3}, Err: lockapi.ErrHeld}
 	tests := []struct {

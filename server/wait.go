@@ -340,17 +340,26 @@ func (n *Node) releaseWithHandoff(ctx context.Context, cmd raftfsm.Command) (raf
 		return n.apply(ctx, cmd)
 	}
 	cmd.Op, cmd.NextOwner, cmd.NextTTL = raftfsm.OpHandoff, w.owner, w.ttl
-	res, err := n.apply(ctx, cmd)
-	switch {
-	case err == nil && res.Granted.Owner != "":
-		n.waits.settle(w, handoff{res: res})
-	case err == nil, definiteFailure(err):
-		// Nothing was handed: a refusal, or nothing was submitted.
-		n.waits.unclaim(cmd.Key, w)
-	default:
-		// The entry may or may not have committed: so may the grant.
-		n.waits.settle(w, handoff{err: err})
+	// The waiter hears of its grant from the goroutine that answers the
+	// entry, not after this caller has woken: one hand-off less per
+	// handover. When the command never reached raft, it hears here.
+	var once sync.Once
+	decide := func(res raftfsm.Result, err error) {
+		once.Do(func() {
+			switch {
+			case err == nil && res.Granted.Owner != "":
+				n.waits.settle(w, handoff{res: res})
+			case err == nil, definiteFailure(err):
+				// Nothing was handed: a refusal, or nothing was submitted.
+				n.waits.unclaim(cmd.Key, w)
+			default:
+				// The entry may or may not have committed: so may the grant.
+				n.waits.settle(w, handoff{err: err})
+			}
+		})
 	}
+	res, err := n.applyNotify(ctx, cmd, decide)
+	decide(res, err)
 	return res, err
 }
 
