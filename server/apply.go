@@ -45,7 +45,10 @@ func (n *Node) applyNotify(ctx context.Context, c raftfsm.Command, early func(ra
 		return raftfsm.Result{}, err
 	}
 	c.Now = now
-	p := &proposal{data: raftfsm.Encode(nil, c), done: make(chan struct{}), early: early}
+	p := &proposal{data: raftfsm.Encode(nil, c), done: make(chan struct{})}
+	if early != nil {
+		p.notifyEarly(early)
+	}
 	p.deadline, _ = ctx.Deadline()
 	if !p.deadline.IsZero() && time.Until(p.deadline) <= 0 {
 		return raftfsm.Result{}, fmt.Errorf("%w before the command was submitted", lockapi.ErrTimeout)

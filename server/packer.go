@@ -49,11 +49,17 @@ type proposal struct {
 	res      raftfsm.Result
 	err      error // from raft, or lockapi.ErrShuttingDown / ErrTimeout
 	// then, when set, is called with the outcome in place of closing done
-	// (applyAsync); it must not block.
+	// (applyAsync, notifyEarly); it must not block.
 	then func()
-	// early, when set, is called with apply's outcome before done is
-	// closed (applyNotify); it must not block.
-	early func(raftfsm.Result, error)
+}
+
+// notifyEarly makes p call early with apply's outcome just before its
+// caller is woken (applyNotify).
+func (p *proposal) notifyEarly(early func(raftfsm.Result, error)) {
+	p.then = func() {
+		early(outcome(p.res, p.err))
+		close(p.done)
+	}
 }
 
 func (p *proposal) finish(res raftfsm.Result, err error) {
@@ -61,9 +67,6 @@ func (p *proposal) finish(res raftfsm.Result, err error) {
 	if p.then != nil {
 		p.then()
 		return
-	}
-	if p.early != nil {
-		p.early(outcome(res, err))
 	}
 	close(p.done)
 }

@@ -82,7 +82,7 @@ func TestEarlyHearsTheOutcomeBeforeDone(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := &proposal{done: make(chan struct{})}
 			calls := 0
-			p.early = func(res raftfsm.Result, err error) {
+			p.notifyEarly(func(res raftfsm.Result, err error) {
 				calls++
 				select {
 				case <-p.done:
@@ -92,7 +92,7 @@ func TestEarlyHearsTheOutcomeBeforeDone(t *testing.T) {
 				if res.Lock.Token != tt.token || !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
 					t.Errorf("early heard token %d, %v; want %d, %v", res.Lock.Token, err, tt.token, tt.wantErr)
 				}
-			}
+			})
 			answer([]*proposal{p}, tt.future, tt.future.err)
 			<-p.done
 			if calls != 1 {
