@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/distlock/distlock/raftconn"
 )
 
 // forwardMagic is the first byte of a connection that carries forwarded
@@ -25,13 +27,9 @@ const firstByteTimeout = 10 * time.Second
 // raft's own TCP transport insists on a resolved IP. It also demultiplexes
 // the raft port: connections opened with forwardMagic go to onForward.
 //
-// It keeps track of the raft connections it accepted, so that the node can
-// wait for raft's handlers of them to end (drain) before it closes the log
-// store: hashicorp/raft handles heartbeats on the connection's goroutine,
-// which neither raft.Shutdown nor the transport's Close waits for, and a
-// heartbeat that passed raft's shutdown check may still write the term to
-// the stable store or read the log, where a closed store's error makes
-// raft panic.
+// Its raft connections pass through a raftconn.Tracker, so that the node
+// can wait for raft's handlers of them to end (drain) before it closes the
+// log store (the raftconn package says why).
 type streamLayer struct {
 	ln        net.Listener
 	advertise advertiseAddr
@@ -40,11 +38,7 @@ type streamLayer struct {
 	dialMap   map[string]string
 	done      chan struct{}
 	closeOnce sync.Once
-
-	mu       sync.Mutex
-	accepted map[*peekedConn]struct{} // raft connections not yet closed by their handler
-	handlers sync.WaitGroup           // one per entry of accepted
-	drained  bool                     // drain has begun: connections are refused
+	tracker   raftconn.Tracker
 }
 
 type advertiseAddr string
@@ -61,7 +55,7 @@ func newStreamLayer(bind, advertise string, dialMap map[string]string, onForward
 		advertise = ln.Addr().String()
 	}
 	s := &streamLayer{ln: ln, advertise: advertiseAddr(advertise), raftConns: make(chan net.Conn),
-		onForward: onForward, dialMap: dialMap, done: make(chan struct{}), accepted: make(map[*peekedConn]struct{})}
+		onForward: onForward, dialMap: dialMap, done: make(chan struct{})}
 	go s.acceptLoop()
 	return s, nil
 }
@@ -95,60 +89,23 @@ func (s *streamLayer) route(c net.Conn) {
 		s.onForward(c, br)
 		return
 	}
-	pc := &peekedConn{Conn: c, r: br, layer: s}
-	s.mu.Lock()
-	if s.drained {
-		s.mu.Unlock()
-		c.Close()
-		return
+	tc, err := s.tracker.Track(&peekedConn{Conn: c, r: br})
+	if err != nil {
+		return // draining: Track closed it
 	}
-	s.accepted[pc] = struct{}{}
-	s.handlers.Add(1)
-	s.mu.Unlock()
 	select {
-	case s.raftConns <- pc:
+	case s.raftConns <- tc:
 	case <-s.done:
-		pc.Close()
+		tc.Close()
 	}
 }
 
-// handlerDone is called once per accepted raft connection, when it is
-// closed through the connection raft's handler was given.
-func (s *streamLayer) handlerDone(pc *peekedConn) {
-	s.mu.Lock()
-	delete(s.accepted, pc)
-	s.mu.Unlock()
-	s.handlers.Done()
-}
-
-// drain closes the sockets of the raft connections still open, so that
-// their handlers' reads fail, and waits up to timeout for every handler to
-// return (each closes its connection when it does); connections routed
-// from then on are closed at once. It returns errDrainTimeout if some
-// handler did not return in time.
+// drain closes the sockets of the raft connections still open and waits up
+// to timeout for their handlers to close them (raftconn.Tracker.Drain);
+// connections routed from then on are closed at once.
 func (s *streamLayer) drain(timeout time.Duration) error {
-	s.mu.Lock()
-	s.drained = true
-	for pc := range s.accepted {
-		pc.Conn.Close() // the socket only: the handler's own Close marks it done
-	}
-	s.mu.Unlock()
-	finished := make(chan struct{})
-	go func() {
-		s.handlers.Wait()
-		close(finished)
-	}()
-	select {
-	case <-finished:
-		return nil
-	case <-time.After(timeout):
-		return errDrainTimeout
-	}
+	return s.tracker.Drain(timeout)
 }
-
-// errDrainTimeout means a raft connection handler did not return in time
-// while the node closed.
-var errDrainTimeout = errors.New("raft connection handlers still running")
 
 // Accept returns the next raft connection.
 func (s *streamLayer) Accept() (net.Conn, error) {
@@ -191,20 +148,7 @@ func (s *streamLayer) Addr() net.Addr { return s.advertise }
 // routing.
 type peekedConn struct {
 	net.Conn
-	r         *bufio.Reader
-	layer     *streamLayer
-	closeOnce sync.Once
-	closeErr  error
+	r *bufio.Reader
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
-
-// Close closes the socket and tells the layer this connection's handler is
-// done; only the first call has an effect.
-func (c *peekedConn) Close() error {
-	c.closeOnce.Do(func() {
-		c.closeErr = c.Conn.Close()
-		c.layer.handlerDone(c)
-	})
-	return c.closeErr
-}

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/distlock/distlock/raftconn"
 )
 
 // raftConn dials s and sends the first byte of a raft RPC, so that s routes
@@ -80,8 +82,8 @@ func TestDrainTimesOutOnAStuckHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if err := s.drain(50 * time.Millisecond); !errors.Is(err, errDrainTimeout) {
-		t.Fatalf("drain with a handler that never closes: %v, want errDrainTimeout", err)
+	if err := s.drain(50 * time.Millisecond); !errors.Is(err, raftconn.ErrDrainTimeout) {
+		t.Fatalf("drain with a handler that never closes: %v, want raftconn.ErrDrainTimeout", err)
 	}
 	c.Close() // the handler ends: a later drain completes
 	if err := s.drain(10 * time.Second); err != nil {

@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/distlock/distlock/raftconn"
 	"github.com/distlock/distlock/raftoverlap"
 	"github.com/distlock/distlock/tests/bench/internal/hist"
 	"github.com/distlock/distlock/walstore"
@@ -80,7 +81,33 @@ const (
 	electionTimeout = 150 * time.Millisecond
 	commitTimeout   = 50 * time.Millisecond
 	logCacheSize    = 1024
+	drainTimeout    = 5 * time.Second
 )
+
+// trackedStream is a plain TCP raft.StreamLayer whose accepted connections
+// pass through a raftconn.Tracker, as the server's do.
+type trackedStream struct {
+	net.Listener
+	tracker raftconn.Tracker
+}
+
+// Accept returns the next raft connection, tracked.
+func (s *trackedStream) Accept() (net.Conn, error) {
+	for {
+		c, err := s.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		if tc, err := s.tracker.Track(c); err == nil {
+			return tc, nil
+		}
+	}
+}
+
+// Dial connects to a peer's raft address.
+func (s *trackedStream) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return net.DialTimeout("tcp", string(address), timeout)
+}
 
 type nopFSM struct{ applied atomic.Uint64 }
 
@@ -131,17 +158,23 @@ func RunNode(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
-	adv, err := net.ResolveTCPAddr("tcp", cfg.Addr)
+	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
+	stream := &trackedStream{Listener: ln}
+	// As the server: after raft and its transport are down, wait for
+	// raft's connection handlers before the deferred store close
+	// (raftconn says why).
+	defer func() {
+		if err := stream.tracker.Drain(drainTimeout); err != nil {
+			hl.Warn("closing", "error", err)
+		}
+	}()
 	// As the server's transport: no pipelined replication (server/node.go).
-	trans, err := raft.NewTCPTransportWithConfig(cfg.Addr, adv, &raft.NetworkTransportConfig{
-		MaxPool: 3, Timeout: 10 * time.Second, Logger: hl, MaxRPCsInFlight: 1,
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: stream, MaxPool: 3, Timeout: 10 * time.Second, Logger: hl, MaxRPCsInFlight: 1,
 	})
-	if err != nil {
-		return fmt.Errorf("ceiling: %w", err)
-	}
 	defer trans.Close()
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)

@@ -1,0 +1,91 @@
+package raftconn
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// handler stands for raft's handleConn: it reads until the socket fails,
+// finishes the RPC in hand, and closes its connection.
+func handler(c net.Conn, finished *atomic.Int32) {
+	defer c.Close()
+	_, _ = io.Copy(io.Discard, c)
+	time.Sleep(20 * time.Millisecond)
+	finished.Add(1)
+}
+
+func TestDrain(t *testing.T) {
+	tests := []struct {
+		name     string
+		handlers int
+	}{
+		{name: "no connections", handlers: 0},
+		{name: "one handler", handlers: 1},
+		{name: "three handlers", handlers: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var tr Tracker
+			var finished atomic.Int32
+			for range tt.handlers {
+				ours, peer := net.Pipe()
+				t.Cleanup(func() { peer.Close() })
+				c, err := tr.Track(ours)
+				if err != nil {
+					t.Fatal(err)
+				}
+				go handler(c, &finished)
+				if _, err := peer.Write([]byte("rpc")); err != nil { // the handler is reading
+					t.Fatal(err)
+				}
+			}
+			if err := tr.Drain(10 * time.Second); err != nil {
+				t.Fatalf("Drain: %v", err)
+			}
+			if got := finished.Load(); got != int32(tt.handlers) {
+				t.Fatalf("Drain returned with %d of %d handlers finished", got, tt.handlers)
+			}
+		})
+	}
+}
+
+func TestDrainTimesOutOnAStuckHandler(t *testing.T) {
+	var tr Tracker
+	ours, peer := net.Pipe()
+	defer peer.Close()
+	c, err := tr.Track(ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Drain(50 * time.Millisecond); !errors.Is(err, ErrDrainTimeout) {
+		t.Fatalf("Drain with a handler that never closes: %v, want ErrDrainTimeout", err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("Drain left the stuck handler's socket open")
+	}
+	c.Close() // the handler ends: a later Drain completes
+	c.Close() // and a second Close is not counted again
+	if err := tr.Drain(10 * time.Second); err != nil {
+		t.Fatalf("Drain after the handler closed: %v", err)
+	}
+}
+
+func TestTrackAfterDrainRefuses(t *testing.T) {
+	var tr Tracker
+	if err := tr.Drain(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	ours, peer := net.Pipe()
+	defer peer.Close()
+	if c, err := tr.Track(ours); !errors.Is(err, ErrDrained) || c != nil {
+		t.Fatalf("Track after Drain: %v, %v; want nil, ErrDrained", c, err)
+	}
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := peer.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("the refused connection: read %v, want it closed (EOF)", err)
+	}
+}
