@@ -12,6 +12,7 @@ import (
 	"github.com/tidwall/redcon"
 
 	"github.com/distlock/distlock/lockapi"
+	"github.com/distlock/distlock/resp/guard"
 )
 
 // What HELLO reports. The version is a Redis version because clients parse
@@ -118,7 +119,7 @@ func cmdAuth(c *client, args [][]byte) {
 		c.writeErrorText(errWrongPass)
 		return
 	}
-	c.authed = true
+	c.setAuthed(true)
 	c.writeOK()
 }
 
@@ -164,7 +165,7 @@ func cmdHello(c *client, args [][]byte) {
 			c.writeErrorText(errWrongPass)
 			return
 		}
-		c.authed = true
+		c.setAuthed(true)
 	}
 	if !c.authed {
 		c.writeErrorText(errHelloNoAuth)
@@ -326,6 +327,15 @@ func (c *client) infoLine() string {
 	}
 	return fmt.Sprintf("id=%d addr=%s name=%s db=0 resp=%d lib-name=%s lib-ver=%s\n",
 		c.id, c.addr, c.name, resp, c.libName, c.libVer)
+}
+
+// setAuthed records whether the client has authenticated, here and in the
+// guard in front of its connection, which bounds the requests of a client
+// that has not (guard.Limits.AuthRequired). It runs on the connection's
+// goroutine before redcon reads again, as SetAuthenticated requires.
+func (c *client) setAuthed(authed bool) {
+	c.authed = authed
+	guard.SetAuthenticated(c.conn.NetConn(), authed)
 }
 
 // authFailed counts a failed authentication and slows the connection down:

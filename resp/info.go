@@ -137,7 +137,7 @@ func cmdTime(c *client, args [][]byte) {
 func cmdReset(c *client, args [][]byte) {
 	c.resp3 = false
 	c.name = ""
-	c.authed = c.srv.passHash == nil
+	c.setAuthed(c.srv.passHash == nil)
 	c.tracking = false
 	c.writeSimple("RESET")
 }

@@ -193,7 +193,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return errors.New("resp: Serve called twice")
 	}
-	gl := guard.Listener(ln, s.cfg.Limits, s.cfg.MaxClients)
+	lim := s.cfg.Limits
+	lim.AuthRequired = s.passHash != nil // a client's own bounds until it authenticates
+	gl := guard.Listener(ln, lim, s.cfg.MaxClients)
 	s.ln = gl
 	s.done = make(chan struct{})
 	defer close(s.done)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -601,5 +602,55 @@ func TestClusterMembershipCommands(t *testing.T) {
 	defer prdb.Close()
 	if err := prdb.Do(ctx, "CLUSTER.JOIN", "a", "b:1").Err(); err == nil || !strings.Contains(err.Error(), "not supported") {
 		t.Fatalf("CLUSTER.JOIN without membership: %v", err)
+	}
+}
+
+// With a password set, a client that has not authenticated may send at most
+// 10 arguments of at most 16 KiB, as in Redis (CVE-2021-32675); an AUTH
+// lifts the bounds, even pipelined in the same write as the larger request.
+func TestUnauthenticatedBounds(t *testing.T) {
+	big := strings.Repeat("x", 20000)
+	manyArgs := "*11\r\n$4\r\nECHO\r\n" + strings.Repeat("$1\r\na\r\n", 10)
+	echoBig := fmt.Sprintf("*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n", len(big), big)
+	tests := []struct {
+		name     string
+		password string
+		send     string
+		want     string // the replies, then the connection closes if closed
+		closed   bool
+	}{
+		{name: "many arguments before AUTH", password: "pw", send: manyArgs,
+			want: "-ERR Protocol error: unauthenticated multibulk length\r\n", closed: true},
+		{name: "long argument before AUTH", password: "pw", send: "*1\r\n$4\r\nPING\r\n" + echoBig,
+			want: "-NOAUTH Authentication required.\r\n-ERR Protocol error: unauthenticated bulk length\r\n", closed: true},
+		{name: "AUTH pipelined before a long argument", password: "pw", send: "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n" + echoBig,
+			want: fmt.Sprintf("+OK\r\n$%d\r\n%s\r\n", len(big), big)},
+		{name: "no password", send: echoBig,
+			want: fmt.Sprintf("$%d\r\n%s\r\n", len(big), big)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, addr := startScripted(t, Config{Password: tt.password})
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := c.Write([]byte(tt.send)); err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, len(tt.want))
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != tt.want {
+				t.Fatalf("replies %.80q (%v), want %.80q", got, err, tt.want)
+			}
+			if !tt.closed {
+				return
+			}
+			// A reset when the server closes with bytes of ours unread.
+			if n, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+				t.Fatalf("after the protocol error: read %d bytes, %v; want the connection closed", n, err)
+			}
+		})
 	}
 }

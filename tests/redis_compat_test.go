@@ -276,7 +276,9 @@ func TestRedisCLIInteractive(t *testing.T) {
 }
 
 // TestRedisAuth checks --requirepass with real clients: no password gets
-// NOAUTH, a wrong one WRONGPASS, the right one works (AUTH and HELLO AUTH).
+// NOAUTH, a wrong one WRONGPASS, the right one works (AUTH and HELLO AUTH);
+// before authenticating, a request is bounded as in Redis (10 arguments of
+// 16 KiB at most), after it is not.
 func TestRedisAuth(t *testing.T) {
 	p := newProc(t, "node1", "--requirepass", "s3cret")
 	p.launch()
@@ -296,10 +298,21 @@ func TestRedisAuth(t *testing.T) {
 		if err := good.Set(ctx, "auth-k", "v", time.Minute).Err(); err != nil {
 			t.Fatalf("resp%d with the password: %v", proto, err)
 		}
+		if err := good.Set(ctx, "auth-big", strings.Repeat("x", 20000), time.Minute).Err(); err != nil {
+			t.Fatalf("resp%d with the password, a 20 KB value: %v", proto, err)
+		}
 		good.Close()
 		none := redis.NewClient(&redis.Options{Addr: p.respAddr(), Protocol: proto, MaxRetries: -1})
 		if err := none.Get(ctx, "auth-k").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
 			t.Fatalf("resp%d without a password: %v, want NOAUTH", proto, err)
+		}
+		keys := []any{"del"}
+		for i := range 10 {
+			keys = append(keys, fmt.Sprint("k", i))
+		}
+		const unauth = "ERR Protocol error: unauthenticated multibulk length"
+		if err := none.Do(ctx, keys...).Err(); err == nil || err.Error() != unauth {
+			t.Fatalf("resp%d, 11 arguments without a password: %v, want %q", proto, err, unauth)
 		}
 		none.Close()
 		bad := redis.NewClient(&redis.Options{Addr: p.respAddr(), Protocol: proto, Password: "wrong", MaxRetries: -1})

@@ -19,7 +19,7 @@ func BenchmarkParserFeed(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		out = p.feed(out[:0], chunk)
+		out, _ = p.feed(out[:0], chunk)
 		if p.err != nil {
 			b.Fatal(p.err)
 		}

@@ -31,6 +31,13 @@
 // redcon close the connection. Besides a 4 KiB read buffer, the guard holds
 // back at most a multibulk header or one inline line per connection.
 //
+// With [Limits.AuthRequired] (a password is set), a connection that has not
+// authenticated may send at most 10 arguments of at most 16 KiB each, as in
+// Redis ("Protocol error: unauthenticated multibulk length" / "bulk
+// length"); the server lifts the bounds with [SetAuthenticated]. A request
+// over them is decided only once the requests before it have run, so an
+// AUTH pipelined before it counts.
+//
 // [Listener] also enforces a connection limit: a connection over the limit
 // gets `-ERR max number of clients reached` and is closed without being
 // handed to the server.

@@ -4,13 +4,16 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/tidwall/redcon"
 )
 
 // FuzzGuard feeds arbitrary bytes, in arbitrary chunks, through the guard and
-// then redcon's reader, with the default and with tight limits. It checks
+// then redcon's reader, with the default and with tight limits, and with the
+// unauthenticated bounds (an AUTH command lifts them, a RESET restores
+// them, as the server does). It checks
 // that nothing panics (redcon included), that redcon never rejects what the
 // guard passed, that both count the same commands, and, when the guard found
 // nothing to reject, that redcon reading the raw bytes sees the same
@@ -22,8 +25,14 @@ func FuzzGuard(f *testing.F) {
 	for _, tc := range violations {
 		f.Add([]byte(tc.in), uint8(1))
 	}
+	auth := multibulk("AUTH", "pw")
+	big := strings.Repeat("x", UnauthenticatedMaxBulkLen+1)
+	f.Add([]byte(auth+multibulk(words("del", 11)...)), uint8(63))
+	f.Add([]byte(multibulk(words("del", 11)...)), uint8(2))
+	f.Add([]byte(auth+multibulk("RESET")+multibulk("SET", "k", big)), uint8(40))
+	f.Add([]byte(multibulk("PING")+multibulk("SET", "k", big)), uint8(5))
 	f.Fuzz(func(t *testing.T, data []byte, chunk uint8) {
-		for _, lim := range []Limits{{}, tight} {
+		for _, lim := range []Limits{{}, tight, {AuthRequired: true}} {
 			size := int(chunk%64) + 1
 			c, _ := newGuarded(data, size, lim)
 			rd := redcon.NewReader(c)
@@ -37,6 +46,12 @@ func FuzzGuard(f *testing.F) {
 				}
 				for _, cmd := range cmds {
 					got = append(got, argStrings(cmd.Args))
+					switch strings.ToLower(string(cmd.Args[0])) {
+					case "auth":
+						SetAuthenticated(c, true)
+					case "reset":
+						SetAuthenticated(c, false)
+					}
 				}
 			}
 			var pe *ProtocolError
@@ -63,6 +78,6 @@ func FuzzGuard(f *testing.F) {
 // violation in data and drops no empty request from it.
 func parsesCleanly(data []byte) bool {
 	p := newParser(Limits{})
-	p.feed(nil, data)
+	_, _ = p.feed(nil, data)
 	return p.err == nil && p.dropped == 0
 }

@@ -43,7 +43,7 @@ func (c *chunkConn) SetDeadline(time.Time) error      { return nil }
 func (c *chunkConn) SetReadDeadline(time.Time) error  { return nil }
 func newGuarded(data []byte, size int, lim Limits) (*conn, *chunkConn) {
 	cc := &chunkConn{data: data, size: size}
-	return &conn{Conn: cc, p: newParser(lim)}, cc
+	return newConn(cc, lim, nil), cc
 }
 
 // readAll drains a guarded connection with reads of readLen bytes.
@@ -390,7 +390,7 @@ func TestCloseIsIdempotent(t *testing.T) {
 
 func TestLimitsWithDefaults(t *testing.T) {
 	got := Limits{MaxArgs: -1, MaxBulkLen: 7}.WithDefaults()
-	want := Limits{DefaultMaxArgs, 7, DefaultMaxInlineLen, DefaultMaxRequestLen}
+	want := Limits{MaxArgs: DefaultMaxArgs, MaxBulkLen: 7, MaxInlineLen: DefaultMaxInlineLen, MaxRequestLen: DefaultMaxRequestLen}
 	if got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}

@@ -48,7 +48,28 @@ func (l *listener) Accept() (net.Conn, error) {
 			go reject(nc)
 			continue
 		}
-		return &conn{Conn: nc, p: newParser(l.lim), l: l}, nil
+		return newConn(nc, l.lim, l), nil
+	}
+}
+
+// newConn guards nc with lim; l is the listener that counts it, or nil.
+func newConn(nc net.Conn, lim Limits, l *listener) *conn {
+	c := &conn{Conn: nc, p: newParser(lim), l: l}
+	if lim.AuthRequired {
+		c.p.authed = &c.authed
+	}
+	return c
+}
+
+// SetAuthenticated tells the guard of nc, a connection its [Listener]
+// accepted, whether its client has authenticated, which lifts or restores
+// the unauthenticated bounds of [Limits.AuthRequired]. It applies to every
+// request after those the connection's Read has returned so far; the
+// server must call it before it reads again (redcon runs every command it
+// has read before it reads again). It does nothing to other connections.
+func SetAuthenticated(nc net.Conn, authed bool) {
+	if c, ok := nc.(*conn); ok {
+		c.authed.Store(authed)
 	}
 }
 
@@ -65,10 +86,12 @@ type conn struct {
 	l *listener // nil when not counted
 
 	rbuf    []byte // read area
+	unfed   []byte // bytes of rbuf the parser has not consumed (it paused)
 	out     []byte // output area, reused once pending is drained
 	pending []byte // validated bytes not yet returned by Read
 	rerr    error  // read error to return once pending is drained
 	replied bool   // the protocol error reply has been written
+	authed  atomic.Bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -76,7 +99,10 @@ type conn struct {
 
 // Read returns validated bytes. After a violation it returns the bytes of the
 // complete commands before it, then, on the next call, writes the protocol
-// error reply to the client and returns the *ProtocolError.
+// error reply to the client and returns the *ProtocolError. A request over
+// the unauthenticated bounds is decided the same way, on the call after the
+// bytes before it were returned: by then the server has run them, and an
+// AUTH among them lets the request through.
 //
 // Read must not be called concurrently with itself (net.Conn allows it, but
 // a command stream has one reader).
@@ -87,6 +113,9 @@ func (c *conn) Read(b []byte) (int, error) {
 			c.pending = c.pending[n:]
 			return n, nil
 		}
+		if c.p.held != nil {
+			c.p.resume()
+		}
 		if c.p.err != nil {
 			if !c.replied {
 				c.replied = true
@@ -94,6 +123,10 @@ func (c *conn) Read(b []byte) (int, error) {
 				_, _ = c.Conn.Write([]byte("-ERR " + c.p.err.Error() + "\r\n"))
 			}
 			return 0, c.p.err
+		}
+		if len(c.unfed) > 0 {
+			c.feed(c.unfed)
+			continue
 		}
 		if c.rerr != nil {
 			return 0, c.rerr
@@ -105,12 +138,23 @@ func (c *conn) Read(b []byte) (int, error) {
 			c.rbuf = make([]byte, readSize)
 		}
 		n, err := c.Conn.Read(c.rbuf)
-		c.out = c.p.feed(c.out[:0], c.rbuf[:n])
-		c.pending = c.out
-		if cap(c.out) > 4*readSize {
-			c.out = nil // do not keep the buffer of a large inline line
-		}
+		c.feed(c.rbuf[:n])
 		c.rerr = err
+	}
+}
+
+// feed passes src, which is c.unfed or fresh bytes in c.rbuf, through the
+// parser into c.pending and keeps what it did not consume in c.unfed.
+func (c *conn) feed(src []byte) {
+	var n int
+	c.out, n = c.p.feed(c.out[:0], src)
+	c.pending = c.out
+	c.unfed = src[n:]
+	if c.p.err != nil {
+		c.unfed = nil
+	}
+	if cap(c.out) > 4*readSize {
+		c.out = nil // do not keep the buffer of a large inline line
 	}
 }
 

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"strconv"
+	"sync/atomic"
 )
 
 // Defaults for [Limits]. Lock commands are tiny (a key, an owner, a TTL); the
@@ -38,7 +39,23 @@ type Limits struct {
 	// MaxRequestLen is the largest multibulk request, framing included, in
 	// bytes. Default: [DefaultMaxRequestLen].
 	MaxRequestLen int
+	// AuthRequired makes every connection start unauthenticated: until
+	// [SetAuthenticated] marks it, a multibulk request may have at most
+	// [UnauthenticatedMaxArgs] arguments of at most
+	// [UnauthenticatedMaxBulkLen] bytes each, as Redis bounds clients that
+	// have not authenticated (CVE-2021-32675), so that one without the
+	// password holds about 160 KiB of a server's memory at most.
+	AuthRequired bool
 }
+
+// Redis's bounds on a multibulk request from a connection that has not
+// authenticated (networking.c); see [Limits.AuthRequired]. Inline requests
+// are not bounded further, as in Redis (their line is [Limits.MaxInlineLen]
+// at most anyway).
+const (
+	UnauthenticatedMaxArgs    = 10
+	UnauthenticatedMaxBulkLen = 16384
+)
 
 // WithDefaults returns l with every zero or negative field replaced by its
 // default.
@@ -77,6 +94,9 @@ var (
 	errQuotes       = &ProtocolError{"unbalanced quotes in request"}
 	errInlineArgs   = &ProtocolError{"too many arguments in inline request"}
 	errRequestLen   = &ProtocolError{"too big multibulk request"}
+
+	errUnauthMultibulkLen = &ProtocolError{"unauthenticated multibulk length"}
+	errUnauthBulkLen      = &ProtocolError{"unauthenticated bulk length"}
 )
 
 func errExpectedDollar(c byte) *ProtocolError {
@@ -124,10 +144,17 @@ const holdMax = 32
 
 // parser is the incremental framing validator. feed passes valid bytes
 // through and stops at the first violation, which is sticky.
+//
+// A request over the unauthenticated bounds, from a connection that has not
+// authenticated, pauses the parser instead (held): the bytes before it are
+// passed on, and whoever feeds it decides once those have been run, since an
+// AUTH among them lifts the bounds (resume).
 type parser struct {
-	lim Limits
-	st  state
-	err *ProtocolError
+	lim    Limits
+	authed *atomic.Bool // nil: no unauthenticated bounds
+	st     state
+	err    *ProtocolError
+	held   *ProtocolError // paused on a request over the unauthenticated bounds
 
 	// Number being parsed (multibulk count or bulk length).
 	neg  bool
@@ -163,13 +190,16 @@ func newParser(lim Limits) *parser {
 }
 
 // feed validates src and appends the bytes to pass through to dst, which
-// must not overlap src. After a violation, p.err is set and the output ends
+// must not overlap src; it returns them and how many bytes of src it
+// consumed, all of them unless it paused (p.held): the rest must be fed
+// again after resume. After a violation, p.err is set, the count is 0 and
+// the output ends
 // where the offending command started (or at the start of this chunk if it
 // started earlier: redcon then holds an incomplete command it will never
 // complete).
-func (p *parser) feed(dst, src []byte) []byte {
-	if p.err != nil {
-		return dst
+func (p *parser) feed(dst, src []byte) ([]byte, int) {
+	if p.err != nil || p.held != nil {
+		return dst, 0
 	}
 	cmdOut := len(dst) // output length where the current command began
 	emit := 0          // src[emit:i] is pending verbatim output
@@ -225,6 +255,10 @@ func (p *parser) feed(dst, src []byte) []byte {
 			if c != '\n' {
 				return p.fail(dst, cmdOut, errMultibulkLen)
 			}
+			if !p.neg && p.num > UnauthenticatedMaxArgs && p.unauthenticated() {
+				p.held = errUnauthMultibulkLen // the header stays held
+				return dst, i
+			}
 			p.hold[p.nhold] = c
 			p.nhold++
 			i++
@@ -272,6 +306,10 @@ func (p *parser) feed(dst, src []byte) []byte {
 		case stBulkLenLF:
 			if c != '\n' {
 				return p.fail(dst, cmdOut, errBulkLen)
+			}
+			if p.num > UnauthenticatedMaxBulkLen && p.unauthenticated() {
+				p.held = errUnauthBulkLen
+				return append(dst, src[emit:i]...), i
 			}
 			// "$" + digits + "\r\n" + data + "\r\n"
 			p.reqLen += int64(p.ndig) + 3 + p.num + 2
@@ -330,7 +368,26 @@ func (p *parser) feed(dst, src []byte) []byte {
 			}
 		}
 	}
-	return append(dst, src[emit:]...)
+	return append(dst, src[emit:]...), len(src)
+}
+
+// unauthenticated reports whether the unauthenticated bounds apply now.
+func (p *parser) unauthenticated() bool {
+	return p.authed != nil && !p.authed.Load()
+}
+
+// resume decides a pause (p.held) once everything passed before it has run:
+// if the connection has authenticated since, parsing goes on where it
+// stopped; otherwise the held violation becomes the parser's error. It
+// reports whether parsing goes on.
+func (p *parser) resume() bool {
+	held := p.held
+	p.held = nil
+	if p.unauthenticated() {
+		p.fail(nil, 0, held)
+		return false
+	}
+	return true
 }
 
 // inline advances over one byte of an inline line, following redcon's
@@ -448,9 +505,9 @@ func (p *parser) appendInline(dst []byte) []byte {
 
 // fail records a violation and truncates the output where the offending
 // command began.
-func (p *parser) fail(dst []byte, cmdOut int, err *ProtocolError) []byte {
+func (p *parser) fail(dst []byte, cmdOut int, err *ProtocolError) ([]byte, int) {
 	p.err = err
 	p.nhold = 0
 	p.words, p.starts = nil, nil
-	return dst[:cmdOut]
+	return dst[:cmdOut], 0
 }
