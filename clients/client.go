@@ -3,6 +3,7 @@ package clients
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ type Config struct {
 	Addrs []string
 	// Password is sent with AUTH (the nodes' --requirepass). Default: none.
 	Password string
+	// TLSConfig, when set, connects over TLS (nodes run with --tls-*); the
+	// server name defaults to each address's host. Default: plain TCP.
+	TLSConfig *tls.Config
 	// DialTimeout bounds connecting to one node. Default: 2s.
 	DialTimeout time.Duration
 	// RequestTimeout bounds one attempt of one command on one node, not
@@ -135,9 +139,10 @@ func New(cfg Config) (*Client, error) {
 // until first used.
 func newRedis(addr string, cfg Config) *redis.Client {
 	return redis.NewClient(&redis.Options{
-		Addr:     addr,
-		Password: cfg.Password,
-		Protocol: 3,
+		Addr:      addr,
+		Password:  cfg.Password,
+		TLSConfig: cfg.TLSConfig,
+		Protocol:  3,
 		// Retries are ours: go-redis would retry CLUSTERDOWN on the same
 		// node, and writes whose outcome it cannot know.
 		MaxRetries:    -1,

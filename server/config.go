@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/distlock/distlock/lockapi"
+	"github.com/distlock/distlock/tlsconf"
 )
 
 // Peer is another voter of the cluster as named on the command line.
@@ -93,6 +94,10 @@ type Config struct {
 	Password string
 	// MaxClients bounds concurrent RESP connections. Default 10000.
 	MaxClients int
+	// TLS, when set, makes every port TLS only: the RESP and HTTP ports
+	// serve clients with its Clients configuration, and the raft port
+	// (raft and forwarding) is mutual TLS between peers. Nil: plain TCP.
+	TLS *tlsconf.Config
 
 	// MemoryHeadroom, when positive, keeps a soft memory limit of the live
 	// heap plus this percentage (plus 64 MiB, at least 256 MiB), so a node

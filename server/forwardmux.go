@@ -207,8 +207,8 @@ type muxConn struct {
 	closed  error
 }
 
-func dialMux(dialMap map[string]string, addr string, timeout time.Duration, onClose func(*muxConn)) (*muxConn, error) {
-	c, err := dialPeer(dialMap, addr, timeout)
+func dialMux(dial peerDialer, addr string, timeout time.Duration, onClose func(*muxConn)) (*muxConn, error) {
+	c, err := dial.dial(addr, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +347,7 @@ type forwarder struct {
 	conns   map[string]*muxConn
 	dialing map[string]*dialCall
 	closed  bool
-	dialMap map[string]string
+	peers   peerDialer
 }
 
 // dialCall is a dial in progress; every caller that needs the same
@@ -391,7 +391,7 @@ func (f *forwarder) conn(ctx context.Context, addr string, timeout time.Duration
 // dial connects to addr and registers the connection before it starts
 // reading from it.
 func (f *forwarder) dial(addr string, timeout time.Duration, call *dialCall) {
-	m, err := dialMux(f.dialMap, addr, timeout, f.forget)
+	m, err := dialMux(f.peers, addr, timeout, f.forget)
 	f.mu.Lock()
 	delete(f.dialing, addr)
 	switch {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -49,7 +50,7 @@ func (f *frontEnds) startRESP(n *Node) error {
 	if err != nil {
 		return fmt.Errorf("resp server: %w", err)
 	}
-	ln, err := net.Listen("tcp", n.cfg.RESPAddr)
+	ln, err := n.listenClients(n.cfg.RESPAddr)
 	if err != nil {
 		return fmt.Errorf("resp listener: %w", err)
 	}
@@ -77,7 +78,7 @@ func (f *frontEnds) startHTTP(n *Node) error {
 	if err != nil {
 		return fmt.Errorf("http api: %w", err)
 	}
-	ln, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	ln, err := n.listenClients(n.cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("http listener: %w", err)
 	}
@@ -94,6 +95,16 @@ func (f *frontEnds) startHTTP(n *Node) error {
 	f.done = make(chan error, 1)
 	go func() { f.done <- f.http.Serve(ln) }()
 	return nil
+}
+
+// listenClients listens for clients on addr, over TLS when the node has it
+// (the handshake runs on a connection's first read, on its own goroutine).
+func (n *Node) listenClients(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil || n.cfg.TLS == nil {
+		return ln, err
+	}
+	return tls.NewListener(ln, n.cfg.TLS.Clients()), nil
 }
 
 func (f *frontEnds) close() error {

@@ -92,7 +92,7 @@ func Start(cfg Config) (*Node, error) {
 		started: make(chan struct{}), failed: make(chan struct{})}
 	defer close(n.started)
 	n.lead.changed = make(chan struct{})
-	n.fwd.dialMap = cfg.Unsafe.DialMap
+	n.fwd.peers = peerDialer{dialMap: cfg.Unsafe.DialMap, tls: cfg.TLS}
 	n.fsm.OnFree(n.waits.freed)
 	n.fsm.OnHalt(n.halt)
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -134,7 +134,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
-	stream, err := newStreamLayer(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.cfg.Unsafe.DialMap, n.serveForward)
+	stream, err := newStreamLayer(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.fwd.peers, n.serveForward)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/distlock/distlock/raftconn"
+	"github.com/distlock/distlock/tlsconf"
 )
 
 // forwardMagic is the first byte of a connection that carries forwarded
@@ -35,7 +37,7 @@ type streamLayer struct {
 	advertise advertiseAddr
 	raftConns chan net.Conn
 	onForward func(net.Conn, *bufio.Reader)
-	dialMap   map[string]string
+	dial      peerDialer
 	done      chan struct{}
 	closeOnce sync.Once
 	tracker   raftconn.Tracker
@@ -46,7 +48,7 @@ type advertiseAddr string
 func (a advertiseAddr) Network() string { return "tcp" }
 func (a advertiseAddr) String() string  { return string(a) }
 
-func newStreamLayer(bind, advertise string, dialMap map[string]string, onForward func(net.Conn, *bufio.Reader)) (*streamLayer, error) {
+func newStreamLayer(bind, advertise string, dial peerDialer, onForward func(net.Conn, *bufio.Reader)) (*streamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, fmt.Errorf("raft listener: %w", err)
@@ -54,8 +56,13 @@ func newStreamLayer(bind, advertise string, dialMap map[string]string, onForward
 	if advertise == "" {
 		advertise = ln.Addr().String()
 	}
+	if dial.tls != nil {
+		// Peers only: mutual TLS. The handshake runs on route's first
+		// read, under its deadline.
+		ln = tls.NewListener(ln, dial.tls.PeerServer())
+	}
 	s := &streamLayer{ln: ln, advertise: advertiseAddr(advertise), raftConns: make(chan net.Conn),
-		onForward: onForward, dialMap: dialMap, done: make(chan struct{})}
+		onForward: onForward, dial: dial, done: make(chan struct{})}
 	go s.acceptLoop()
 	return s, nil
 }
@@ -76,10 +83,10 @@ func (s *streamLayer) acceptLoop() {
 
 // route reads the first byte of c and hands it to raft or to forwarding.
 func (s *streamLayer) route(c net.Conn) {
-	c.SetReadDeadline(time.Now().Add(firstByteTimeout))
+	c.SetDeadline(time.Now().Add(firstByteTimeout)) // the TLS handshake too
 	br := bufio.NewReader(c)
 	b, err := br.Peek(1)
-	c.SetReadDeadline(time.Time{})
+	c.SetDeadline(time.Time{})
 	if err != nil {
 		c.Close()
 		return
@@ -129,16 +136,32 @@ func (s *streamLayer) Close() error {
 
 // Dial connects to a peer's raft address.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialPeer(s.dialMap, string(address), timeout)
+	return s.dial.dial(string(address), timeout)
 }
 
-// dialPeer connects to another node's raft port, through the test-only
-// dial map when one is set.
-func dialPeer(dialMap map[string]string, addr string, timeout time.Duration) (net.Conn, error) {
-	if to, ok := dialMap[addr]; ok {
-		addr = to
+// peerDialer connects to other nodes' raft ports, for raft and for
+// forwarding: over TLS when the node has it (the name checked is the
+// host of the address dialed), and through the test-only dial map when
+// one is set.
+type peerDialer struct {
+	dialMap map[string]string
+	tls     *tlsconf.Config
+}
+
+func (d peerDialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	to := addr
+	if m, ok := d.dialMap[addr]; ok {
+		to = m
 	}
-	return net.DialTimeout("tcp", addr, timeout)
+	if d.tls == nil {
+		return net.DialTimeout("tcp", to, timeout)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("peer address %q: %w", addr, err)
+	}
+	td := tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: d.tls.PeerClient(host)}
+	return td.Dial("tcp", to) // the timeout bounds the handshake too
 }
 
 // Addr returns the advertised address.

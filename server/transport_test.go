@@ -30,7 +30,7 @@ func raftConn(t *testing.T, s *streamLayer) net.Conn {
 
 func newTestStreamLayer(t *testing.T) *streamLayer {
 	t.Helper()
-	s, err := newStreamLayer("127.0.0.1:0", "", nil, func(c net.Conn, _ *bufio.Reader) { c.Close() })
+	s, err := newStreamLayer("127.0.0.1:0", "", peerDialer{}, func(c net.Conn, _ *bufio.Reader) { c.Close() })
 	if err != nil {
 		t.Fatal(err)
 	}

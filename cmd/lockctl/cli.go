@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,6 +77,11 @@ Flags:
                     lost (default 5s)
   --owner ID        lock: owner identity (default host-pid-random)
   -v, --verbose     lock: report acquiring and releasing on stderr
+  --tls             connect over TLS (env LOCKCTL_TLS; implied by the next three)
+  --cacert FILE     CA certificates to verify the nodes with (env LOCKCTL_CACERT;
+                    default the system's)
+  --cert FILE, --key FILE  a client certificate and its key, for nodes run with
+                    --tls-auth-clients yes (env LOCKCTL_CERT, LOCKCTL_KEY)
 
 Durations are Go durations (500ms, 30s, 5m) or bare milliseconds.
 
@@ -110,6 +117,9 @@ type options struct {
 	grace          time.Duration
 	owner          string
 	verbose        bool
+	tls            bool   // connect over TLS (also implied by the files below)
+	caCert         string // CA certificates (PEM) to verify the nodes with, instead of the system's
+	cert, key      string // a client certificate and its key, for nodes that ask for one
 }
 
 // durationValue is a flag.Value taking a Go duration or bare milliseconds.
@@ -174,6 +184,11 @@ func (c *cli) flagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.owner, "owner", "", "")
 	fs.BoolVar(&o.verbose, "verbose", false, "")
 	fs.BoolVar(&o.verbose, "v", false, "")
+	o.caCert, o.cert, o.key = c.getenv("LOCKCTL_CACERT"), c.getenv("LOCKCTL_CERT"), c.getenv("LOCKCTL_KEY")
+	fs.BoolVar(&o.tls, "tls", c.getenv("LOCKCTL_TLS") != "", "")
+	fs.StringVar(&o.caCert, "cacert", o.caCert, "")
+	fs.StringVar(&o.cert, "cert", o.cert, "")
+	fs.StringVar(&o.key, "key", o.key, "")
 	return fs
 }
 
@@ -273,7 +288,37 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 
 // newClient returns a client for o.
 func newClient(o *options) (*clients.Client, error) {
-	return clients.New(clients.Config{Addrs: o.addrs, Password: o.password, RequestTimeout: o.requestTimeout})
+	tc, err := o.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	return clients.New(clients.Config{Addrs: o.addrs, Password: o.password, RequestTimeout: o.requestTimeout, TLSConfig: tc})
+}
+
+// tlsConfig returns the TLS configuration o asks for, or nil for plain TCP.
+func (o *options) tlsConfig() (*tls.Config, error) {
+	if !o.tls && o.caCert == "" && o.cert == "" && o.key == "" {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.caCert != "" {
+		pem, err := os.ReadFile(o.caCert)
+		if err != nil {
+			return nil, fmt.Errorf("--cacert: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--cacert %s: no PEM certificate in it", o.caCert)
+		}
+	}
+	if o.cert != "" || o.key != "" {
+		pair, err := tls.LoadX509KeyPair(o.cert, o.key)
+		if err != nil {
+			return nil, fmt.Errorf("--cert and --key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
 }
 
 // interruptible returns a context cancelled when a signal arrives, and the

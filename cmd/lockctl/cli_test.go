@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/distlock/distlock/clients"
+	"github.com/distlock/distlock/internal/testcerts"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -283,5 +284,50 @@ func TestRunLockedForwardsSignals(t *testing.T) {
 	}
 	if l.released.Load() != 1 {
 		t.Fatal("not released after the command was interrupted")
+	}
+}
+
+func TestTLSOptions(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := testcerts.NewCA(dir, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := ca.Issue("client")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		o       options
+		tls     bool   // a TLS configuration is returned
+		certs   int    // client certificates in it
+		roots   bool   // it has its own roots
+		wantErr string // part of the error
+	}{
+		{name: "plain", o: options{}},
+		{name: "--tls alone: the system's roots", o: options{tls: true}, tls: true},
+		{name: "--cacert implies TLS", o: options{caCert: ca.CertFile}, tls: true, roots: true},
+		{name: "client certificate", o: options{caCert: ca.CertFile, cert: pair.CertFile, key: pair.KeyFile}, tls: true, certs: 1, roots: true},
+		{name: "missing CA file", o: options{caCert: dir + "/nope.pem"}, wantErr: "--cacert"},
+		{name: "CA file not PEM", o: options{caCert: pair.KeyFile}, wantErr: "no PEM certificate"},
+		{name: "certificate without its key", o: options{cert: pair.CertFile}, wantErr: "--cert and --key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tc, err := tt.o.tlsConfig()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want it to mention %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || (tc != nil) != tt.tls {
+				t.Fatalf("tlsConfig = %v, %v; want TLS %v", tc, err, tt.tls)
+			}
+			if tc != nil && (len(tc.Certificates) != tt.certs || (tc.RootCAs != nil) != tt.roots) {
+				t.Fatalf("certificates %d, own roots %v; want %d, %v", len(tc.Certificates), tc.RootCAs != nil, tt.certs, tt.roots)
+			}
+		})
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/distlock/distlock/lockapi"
 	"github.com/distlock/distlock/server"
+	"github.com/distlock/distlock/tlsconf"
 )
 
 // defaultRESPPort is Redis's port, used by a node on the default --port.
@@ -58,6 +59,10 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 		dialMapFile = fs.String("test-dial-map", "", "TEST ONLY: file of lines 'host:port=host:port' rewriting the peer addresses this node dials (to route links through proxies)")
 		unsafeBugs  = fs.String("test-unsafe", "", "TEST ONLY: plant bugs (comma-separated: stale-reads, wall-clock-expiry) to prove the safety tests catch them")
 		logFormat   = fs.String("log-format", "text", "log format: text or json")
+		tlsCert     = fs.String("tls-cert-file", "", "this node's certificate (PEM, for server and client authentication): with --tls-key-file and --tls-ca-cert-file, every port serves TLS only and peers authenticate each other")
+		tlsKey      = fs.String("tls-key-file", "", "the key of --tls-cert-file (both are read again when they change)")
+		tlsCA       = fs.String("tls-ca-cert-file", "", "CA certificates (PEM) that sign the peers' and clients' certificates")
+		tlsClients  = fs.String("tls-auth-clients", "yes", "whether RESP and HTTP clients must present a certificate of the CA: yes, optional or no (peers always must)")
 		pprofOn     = fs.Bool("enable-pprof", false, "serve Go's profiler under /debug/pprof/ on the HTTP port")
 		memHeadroom = fs.Int("memory-headroom", 50, "keep a soft memory limit of the live heap plus this percentage (at least 256 MiB) and a heap goal of at least 64 MiB; 0 leaves Go's GOGC default; ignored when GOMEMLIMIT is set (an explicit GOGC keeps its own percentage)")
 	)
@@ -112,6 +117,16 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 		}
 		password = strings.TrimRight(string(b), "\r\n")
 	}
+	var tlsConfig *tlsconf.Config
+	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" {
+		auth, err := tlsconf.ParseClientAuth(*tlsClients)
+		if err == nil {
+			tlsConfig, err = tlsconf.Load(tlsconf.Files{CertFile: *tlsCert, KeyFile: *tlsKey, CAFile: *tlsCA, ClientAuth: auth})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("--tls-*: %w", err))
+		}
+	}
 	var unsafe server.UnsafeHooks
 	for _, bug := range strings.Split(*unsafeBugs, ",") {
 		switch strings.TrimSpace(bug) {
@@ -151,6 +166,7 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 		MaxWait:           *maxWait,
 		MaxClients:        *maxClients,
 		Password:          password,
+		TLS:               tlsConfig,
 		Logger:            logger,
 		Unsafe:            unsafe,
 		EnablePprof:       *pprofOn,

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/distlock/distlock/internal/testcerts"
 )
 
 func noEnv(string) string { return "" }
@@ -89,6 +92,9 @@ func TestParseConfigRejectsBadFlags(t *testing.T) {
 		{args: []string{"stray"}, want: "unexpected argument"},
 		{env: map[string]string{"DLOCK_RAFT_PORT": "x"}, want: "DLOCK_RAFT_PORT"},
 		{args: []string{"--requirepass-file", "/does/not/exist"}, want: "requirepass-file"},
+		{args: []string{"--tls-cert-file", "/x.pem"}, want: "--tls-*: tls: a certificate, its key and a CA file"},
+		{args: []string{"--tls-cert-file", "/x.pem", "--tls-key-file", "/y.pem", "--tls-ca-cert-file", "/does/not/exist"}, want: "CA file"},
+		{args: []string{"--tls-ca-cert-file", "/x.pem", "--tls-auth-clients", "maybe"}, want: "want yes, optional or no"},
 	}
 	for _, tt := range tests {
 		_, _, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, os.ReadFile)
@@ -102,5 +108,30 @@ func TestParseConfigHelp(t *testing.T) {
 	_, _, err := parseConfig([]string{"-h"}, noEnv, os.ReadFile)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestParseConfigTLS(t *testing.T) {
+	cfg, _, err := parseConfig(nil, noEnv, os.ReadFile)
+	if err != nil || cfg.TLS != nil {
+		t.Fatalf("no TLS flags: TLS = %v, %v; want plain TCP", cfg.TLS, err)
+	}
+	dir := t.TempDir()
+	ca, err := testcerts.NewCA(dir, "cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := ca.Issue("node1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DLOCK_TLS_CERT_FILE": pair.CertFile, "DLOCK_TLS_KEY_FILE": pair.KeyFile}
+	cfg, _, err = parseConfig([]string{"--tls-ca-cert-file", ca.CertFile, "--tls-auth-clients", "optional"},
+		func(k string) string { return env[k] }, os.ReadFile)
+	if err != nil || cfg.TLS == nil {
+		t.Fatalf("TLS flags and environment: TLS = %v, %v", cfg.TLS, err)
+	}
+	if got := cfg.TLS.Clients().ClientAuth; got != tls.VerifyClientCertIfGiven {
+		t.Fatalf("--tls-auth-clients optional: client auth %v", got)
 	}
 }

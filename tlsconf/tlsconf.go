@@ -1,0 +1,223 @@
+// Package tlsconf builds a node's TLS configurations from its certificate
+// files: one for the clients of its RESP and HTTP ports, one for the raft
+// port's peers (mutual TLS: a peer must present a certificate of the
+// cluster's CA, and a node checks the name of the peer it dials), and one
+// for probing its own ports.
+//
+// The node's certificate and key are read again when their files change
+// (checked at most once a second, at a handshake), so certificates can be
+// rotated without a restart, as etcd does; a pair that fails to load (say,
+// half rotated) leaves the previous one in use. The CA file is read once.
+// A node's certificate serves its ports and is presented when it dials a
+// peer, so it must allow both server and client authentication.
+package tlsconf
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// ErrConfig is wrapped by every error of [Load] and [ParseClientAuth].
+var ErrConfig = errors.New("tls")
+
+// ClientAuth is whether the clients of the RESP and HTTP ports must present
+// a certificate of the CA (Redis's tls-auth-clients). Peers on the raft port
+// always must.
+type ClientAuth uint8
+
+const (
+	// ClientCertRequired: a client without a certificate of the CA is
+	// refused ("yes", Redis's default).
+	ClientCertRequired ClientAuth = iota
+	// ClientCertOptional: a certificate is verified when a client presents
+	// one ("optional").
+	ClientCertOptional
+	// ClientCertIgnored: clients are not asked for one ("no").
+	ClientCertIgnored
+)
+
+// ParseClientAuth reads "yes", "optional" or "no".
+func ParseClientAuth(s string) (ClientAuth, error) {
+	switch s {
+	case "yes":
+		return ClientCertRequired, nil
+	case "optional":
+		return ClientCertOptional, nil
+	case "no":
+		return ClientCertIgnored, nil
+	}
+	return 0, fmt.Errorf("%w: client authentication %q: want yes, optional or no", ErrConfig, s)
+}
+
+// String returns the name ParseClientAuth reads.
+func (a ClientAuth) String() string {
+	switch a {
+	case ClientCertRequired:
+		return "yes"
+	case ClientCertOptional:
+		return "optional"
+	case ClientCertIgnored:
+		return "no"
+	}
+	return fmt.Sprintf("ClientAuth(%d)", uint8(a))
+}
+
+// Files names a node's PEM files.
+type Files struct {
+	// CertFile and KeyFile are the node's certificate (chain) and key.
+	CertFile, KeyFile string
+	// CAFile holds the CA certificates that sign peers' and clients'
+	// certificates.
+	CAFile string
+	// ClientAuth applies to the RESP and HTTP ports.
+	ClientAuth ClientAuth
+}
+
+// Config is a node's loaded TLS material.
+type Config struct {
+	pair       *keyPair
+	roots      *x509.CertPool
+	clientAuth ClientAuth
+}
+
+// Load reads the files and checks that they make a usable configuration.
+func Load(f Files) (*Config, error) {
+	if f.CertFile == "" || f.KeyFile == "" || f.CAFile == "" {
+		return nil, fmt.Errorf("%w: a certificate, its key and a CA file are all needed (peers authenticate each other)", ErrConfig)
+	}
+	pem, err := os.ReadFile(f.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CA file: %w", ErrConfig, err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: CA file %s holds no PEM certificate", ErrConfig, f.CAFile)
+	}
+	pair := &keyPair{certFile: f.CertFile, keyFile: f.KeyFile}
+	if err := pair.load(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	if f.ClientAuth > ClientCertIgnored {
+		return nil, fmt.Errorf("%w: client authentication %d unknown", ErrConfig, f.ClientAuth)
+	}
+	return &Config{pair: pair, roots: roots, clientAuth: f.ClientAuth}, nil
+}
+
+// Clients returns the configuration of the RESP and HTTP ports.
+func (c *Config) Clients() *tls.Config {
+	auth := map[ClientAuth]tls.ClientAuthType{
+		ClientCertRequired: tls.RequireAndVerifyClientCert,
+		ClientCertOptional: tls.VerifyClientCertIfGiven,
+		ClientCertIgnored:  tls.NoClientCert,
+	}[c.clientAuth]
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
+		ClientCAs:      c.roots,
+		ClientAuth:     auth,
+	}
+}
+
+// PeerServer returns the configuration of the raft port, which serves
+// only peers that present a certificate of the CA.
+func (c *Config) PeerServer() *tls.Config {
+	return &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
+		ClientCAs:      c.roots,
+		ClientAuth:     tls.RequireAndVerifyClientCert,
+	}
+}
+
+// PeerClient returns the configuration for dialing a peer's raft port at
+// host (a name or an IP address its certificate must hold).
+func (c *Config) PeerClient(host string) *tls.Config {
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS12,
+		ServerName:           host,
+		RootCAs:              c.roots,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
+	}
+}
+
+// Local returns a configuration for probing this node's own ports over
+// loopback (the health check): it presents the node's certificate and
+// verifies the server's against the CA, but not its name, which is the
+// one other hosts reach the node at.
+func (c *Config) Local() *tls.Config {
+	roots := c.roots
+	return &tls.Config{
+		MinVersion:           tls.VersionTLS12,
+		InsecureSkipVerify:   true, // the chain is verified below, only the name is not
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("tls: no server certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, ic := range cs.PeerCertificates[1:] {
+				inter.AddCert(ic)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter})
+			return err
+		},
+	}
+}
+
+// reloadCheck is how often a handshake may look at the key pair's files.
+const reloadCheck = time.Second
+
+// keyPair is a certificate and key read again when their files change.
+type keyPair struct {
+	certFile, keyFile string
+
+	mu       sync.Mutex
+	cert     *tls.Certificate
+	stamp    [2]fileStamp // of certFile and keyFile when cert was read
+	lastLook time.Time
+}
+
+// fileStamp tells a file's versions apart.
+type fileStamp struct {
+	modNanos int64
+	size     int64
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{modNanos: fi.ModTime().UnixNano(), size: fi.Size()}
+}
+
+// load reads the pair.
+func (k *keyPair) load() error {
+	stamp := [2]fileStamp{stampOf(k.certFile), stampOf(k.keyFile)}
+	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+	if err != nil {
+		return fmt.Errorf("certificate %s and key %s: %w", k.certFile, k.keyFile, err)
+	}
+	k.cert, k.stamp = &cert, stamp
+	return nil
+}
+
+// get returns the current pair, reading the files again if they changed
+// since and the last look is more than reloadCheck ago. A pair that does
+// not load leaves the previous one; it is tried again at the next look.
+func (k *keyPair) get() *tls.Certificate {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if now := time.Now(); now.Sub(k.lastLook) >= reloadCheck {
+		k.lastLook = now
+		if [2]fileStamp{stampOf(k.certFile), stampOf(k.keyFile)} != k.stamp {
+			_ = k.load() // on error k.cert stays
+		}
+	}
+	return k.cert
+}
