@@ -64,7 +64,10 @@ func (t *Tracker) Drain(timeout time.Duration) error {
 	t.mu.Lock()
 	t.drained = true
 	for tc := range t.open {
-		tc.Conn.Close() // the socket only: the handler's own Close marks it done
+		// The socket only: the handler's own Close marks it done. Each
+		// on its own goroutine, as a TLS connection's Close may first
+		// spend up to seconds sending its close alert.
+		go tc.Conn.Close()
 	}
 	t.mu.Unlock()
 	finished := make(chan struct{})
