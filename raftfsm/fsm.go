@@ -466,8 +466,11 @@ func buildExpiry(locks lockTable) *btree.BTreeG[expiryItem] {
 		return strings.Compare(a.key, b.key)
 	})
 	expiry := btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true})
-	for _, it := range items {
-		expiry.Load(it)
+	for i := 0; i < len(items); i += 2 { // see bulkLoadPasses
+		expiry.Load(items[i])
+	}
+	for i := 1; i < len(items); i += 2 {
+		expiry.Set(items[i])
 	}
 	return expiry
 }

@@ -198,6 +198,7 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 	st.now = time.Duration(binary.BigEndian.Uint64(p[10:]))
 	count := binary.BigEndian.Uint64(p[18:])
 	prev := ""
+	var odd []LockState // the second pass of the bulk load (see bulkLoadPasses)
 	for i := uint64(0); i < count; i++ {
 		l, err := readLock(br, version)
 		if err != nil {
@@ -207,7 +208,17 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 			return st, fmt.Errorf("%w: keys out of order at lock %d", ErrBadSnapshot, i)
 		}
 		prev = l.Key
-		st.locks.Load(l) // ascending keys: appends to the last leaf
+		if i%2 == 0 {
+			st.locks.Load(l) // ascending keys: appends to the last leaf
+		} else {
+			if odd == nil {
+				odd = make([]LockState, 0, min(count/2, 1<<16)) // count is not trusted yet
+			}
+			odd = append(odd, l)
+		}
+	}
+	for _, l := range odd {
+		st.locks.Set(l)
 	}
 	var nb [8]byte
 	if _, err := io.ReadFull(br, nb[:]); err != nil {

@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"io"
 	"os"
 	"runtime/debug"
 	rtmetrics "runtime/metrics"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // Memory: Go's collector lets the heap grow to twice the live heap before
@@ -24,6 +27,22 @@ import (
 // governor raises GOGC so that the goal is at least heapGoalFloor (64 MiB),
 // as a ballast would; the soft limit above still caps the heap if the live
 // heap grows between two readings. An explicit GOGC turns this part off.
+
+// freeAfterRestore is the node's state machine as raft sees it: after a
+// restore (at start, or a snapshot installed from the leader) it hands the
+// memory the restore freed back to the OS at once. Restoring a million
+// locks allocates about three times what it keeps (the decoding, and the
+// B-trees' second bulk-load pass, see raftfsm), and Go's scavenger would
+// otherwise return the difference only slowly, leaving the node's RSS far
+// above its live heap.
+type freeAfterRestore struct{ raft.FSM }
+
+// Restore restores the state machine, then collects and frees memory.
+func (f freeAfterRestore) Restore(rc io.ReadCloser) error {
+	err := f.FSM.Restore(rc)
+	debug.FreeOSMemory()
+	return err
+}
 
 const (
 	memoryFloor    = 256 << 20

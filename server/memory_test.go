@@ -2,10 +2,15 @@ package server
 
 import (
 	"context"
+	"io"
 	"math"
 	"runtime/debug"
+	rtmetrics "runtime/metrics"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 func TestMemoryLimitFor(t *testing.T) {
@@ -116,5 +121,37 @@ func TestGovernMemoryLeavesExplicitLimit(t *testing.T) {
 	governMemory(ctx, 50) // returns at once
 	if got := debug.SetMemoryLimit(-1); got != before {
 		t.Fatalf("limit changed to %d with GOMEMLIMIT set", got)
+	}
+}
+
+// garbageFSM's Restore allocates and drops size bytes, as a large restore
+// leaves its decoding behind.
+type garbageFSM struct {
+	raft.FSM
+	size int
+	sink []byte
+}
+
+func (g *garbageFSM) Restore(rc io.ReadCloser) error {
+	g.sink = make([]byte, g.size)
+	for i := 0; i < len(g.sink); i += 4096 {
+		g.sink[i] = 1 // touch every page
+	}
+	g.sink = nil
+	return rc.Close()
+}
+
+// After a restore the node hands the memory it freed back to the OS: the
+// heap it still holds (objects, and free pages not yet released) is less
+// than the garbage the restore left.
+func TestFreeAfterRestore(t *testing.T) {
+	const size = 64 << 20
+	if err := (freeAfterRestore{&garbageFSM{size: size}}).Restore(io.NopCloser(strings.NewReader(""))); err != nil {
+		t.Fatal(err)
+	}
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/free:bytes"}}
+	rtmetrics.Read(s)
+	if held := s[0].Value.Uint64() + s[1].Value.Uint64(); held >= size/2 {
+		t.Fatalf("the heap holds %d MiB after a restore that left %d MiB of garbage", held>>20, size>>20)
 	}
 }

@@ -185,11 +185,12 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return err
 	}
-	fsm := raftoverlap.FSM(n.fsm, store, haltOnLogFailure(n.fsm))
+	var fsm raft.FSM = raftoverlap.FSM(n.fsm, store, haltOnLogFailure(n.fsm))
 	trans := raftoverlap.Transport(n.trans, store)
 	if n.cfg.Unsafe.ApplyBeforeDurable {
 		fsm = n.fsm
 	}
+	fsm = freeAfterRestore{fsm}
 	if n.cfg.Unsafe.UnclampedCommit {
 		trans = n.trans
 	}
