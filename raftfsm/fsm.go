@@ -466,12 +466,8 @@ func buildExpiry(locks lockTable) *btree.BTreeG[expiryItem] {
 		return strings.Compare(a.key, b.key)
 	})
 	expiry := btree.NewBTreeGOptions(expiryLess, btree.Options{NoLocks: true})
-	for i := 0; i < len(items); i += 2 { // see bulkLoadPasses
-		expiry.Load(items[i])
-	}
-	for i := 1; i < len(items); i += 2 {
-		expiry.Set(items[i])
-	}
+	bulk := bulkLoader[expiryItem]{load: func(it expiryItem) { expiry.Load(it) }, set: func(it expiryItem) { expiry.Set(it) }}
+	bulk.loadAll(items)
 	return expiry
 }
 

@@ -198,7 +198,8 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 	st.now = time.Duration(binary.BigEndian.Uint64(p[10:]))
 	count := binary.BigEndian.Uint64(p[18:])
 	prev := ""
-	var odd []LockState // the second pass of the bulk load (see bulkLoadPasses)
+	bulk := bulkLoader[LockState]{load: st.locks.Load, set: st.locks.Set,
+		later: make([]LockState, 0, min(count/2, 1<<16))} // count is not trusted yet
 	for i := uint64(0); i < count; i++ {
 		l, err := readLock(br, version)
 		if err != nil {
@@ -208,18 +209,9 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 			return st, fmt.Errorf("%w: keys out of order at lock %d", ErrBadSnapshot, i)
 		}
 		prev = l.Key
-		if i%2 == 0 {
-			st.locks.Load(l) // ascending keys: appends to the last leaf
-		} else {
-			if odd == nil {
-				odd = make([]LockState, 0, min(count/2, 1<<16)) // count is not trusted yet
-			}
-			odd = append(odd, l)
-		}
+		bulk.add(l) // ascending keys
 	}
-	for _, l := range odd {
-		st.locks.Set(l)
-	}
+	bulk.finish()
 	var nb [8]byte
 	if _, err := io.ReadFull(br, nb[:]); err != nil {
 		return st, fmt.Errorf("%w: node count: %v", ErrBadSnapshot, err)
