@@ -372,3 +372,48 @@ func httpJSONQuiet(url string) (int, map[string]any) {
 	}
 	return resp.StatusCode, m
 }
+
+// TestExitStatuses runs the node binary where it must refuse to run: bad
+// flags exit 2 (usage), a node that cannot start (its port taken) exits 1;
+// both say why on stderr and neither leaves a process behind.
+func TestExitStatuses(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	tests := []struct {
+		name string
+		args []string
+		code int
+		says string
+	}{
+		{"unknown flag", []string{"--no-such-flag"}, 2, "not defined"},
+		{"half a TLS configuration", []string{"--tls-cert-file", "x.pem"}, 2, "a certificate, its key and a CA file"},
+		{"HTTP port taken", []string{"--port", fmt.Sprint(takenPort), "--raft-port", fmt.Sprint(freePort(t)),
+			"--resp-port", fmt.Sprint(freePort(t)), "--data-dir", t.TempDir()}, 1, "cannot start"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(nodeBin, tt.args...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			done := make(chan error, 1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				cmd.Process.Kill()
+				<-done
+				t.Fatalf("still running after 20 s; stderr:\n%s", stderr.String())
+			}
+			if got := cmd.ProcessState.ExitCode(); got != tt.code || !strings.Contains(stderr.String(), tt.says) {
+				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", got, stderr.String(), tt.code, tt.says)
+			}
+		})
+	}
+}
