@@ -64,10 +64,11 @@ func (t *Tracker) Drain(timeout time.Duration) error {
 	t.mu.Lock()
 	t.drained = true
 	for tc := range t.open {
-		// The socket only: the handler's own Close marks it done. Each
-		// on its own goroutine, as a TLS connection's Close may first
-		// spend up to seconds sending its close alert.
-		go tc.Conn.Close()
+		// The socket only: the handler's own Close marks it done. Under
+		// TLS, the raw socket: a TLS Close first sends its close alert,
+		// for up to 5 s to a peer that does not read, and the handler's
+		// read would fail only then.
+		go rawConn(tc.Conn).Close()
 	}
 	t.mu.Unlock()
 	finished := make(chan struct{})
@@ -82,6 +83,19 @@ func (t *Tracker) Drain(timeout time.Duration) error {
 		return nil
 	case <-timer.C:
 		return ErrDrainTimeout
+	}
+}
+
+// rawConn returns the connection under c's wrappers (a *tls.Conn, or any
+// wrapper with a NetConn method), so that closing it closes the socket at
+// once.
+func rawConn(c net.Conn) net.Conn {
+	for {
+		u, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = u.NetConn()
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/distlock/distlock/internal/testcerts"
 )
 
 // handler stands for raft's handleConn: it reads until the socket fails,
@@ -87,5 +89,26 @@ func TestTrackAfterDrainRefuses(t *testing.T) {
 	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := peer.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
 		t.Fatalf("the refused connection: read %v, want it closed (EOF)", err)
+	}
+}
+
+// Under TLS, Drain closes the socket itself: a TLS Close first sends its
+// close alert, which waits up to 5 s for a peer that does not read, and
+// the handler's read would fail only then.
+func TestDrainClosesTLSSocketsAtOnce(t *testing.T) {
+	server, client, err := testcerts.TLSPipe(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close() // never read from: the peer that does not read
+	var tr Tracker
+	c, err := tr.Track(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var finished atomic.Int32
+	go handler(c, &finished)
+	if err := tr.Drain(3 * time.Second); err != nil {
+		t.Fatalf("Drain of a TLS connection whose peer does not read: %v", err)
 	}
 }

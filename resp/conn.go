@@ -335,7 +335,9 @@ func (c *client) infoLine() string {
 // goroutine before redcon reads again, as SetAuthenticated requires.
 func (c *client) setAuthed(authed bool) {
 	c.authed = authed
-	guard.SetAuthenticated(c.conn.NetConn(), authed)
+	if c.conn != nil { // nil when tests dispatch without a connection
+		guard.SetAuthenticated(c.conn.NetConn(), authed)
+	}
 }
 
 // authFailed counts a failed authentication and slows the connection down:

@@ -654,3 +654,28 @@ func TestUnauthenticatedBounds(t *testing.T) {
 		})
 	}
 }
+
+// AUTH, HELLO AUTH and RESET work on a client without a connection, as
+// the dispatch fuzzer and benchmarks run them.
+func TestAuthWithoutConnection(t *testing.T) {
+	s, err := New(Config{Service: fuzzService(), Logger: quietLogger(), Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.newClient(nil, 1)
+	for _, tc := range []struct{ args, want string }{
+		{"auth pw", "+OK\r\n"},
+		{"reset", "+RESET\r\n"},
+		{"hello 2 auth default pw", "*14\r\n"},
+	} {
+		var args [][]byte
+		for _, a := range strings.Fields(tc.args) {
+			args = append(args, []byte(a))
+		}
+		s.dispatch(c, args)
+		if !strings.HasPrefix(string(c.out), tc.want) {
+			t.Fatalf("%s: %q, want it to start %q", tc.args, c.out, tc.want)
+		}
+		c.resetOut()
+	}
+}

@@ -175,3 +175,7 @@ type peekedConn struct {
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// NetConn returns the connection under the buffer (a *tls.Conn under
+// TLS), so that a drain can close the socket itself (raftconn).
+func (c *peekedConn) NetConn() net.Conn { return c.Conn }

@@ -23,7 +23,7 @@ import (
 type tlsCluster struct {
 	procs  []*proc
 	ca     *testcerts.CA
-	client testcerts.Pair // a client certificate of the cluster's CA
+	client testcerts.Pair // a client certificate of the cluster's CA (client authentication only)
 	other  testcerts.Pair // a certificate of another CA, for every name
 	roots  *x509.CertPool
 }
@@ -44,7 +44,7 @@ func startTLSCluster(t *testing.T) *tlsCluster {
 	if err != nil || !c.roots.AppendCertsFromPEM(pem) {
 		t.Fatalf("CA file: %v", err)
 	}
-	if c.client, err = ca.Issue("client"); err != nil {
+	if c.client, err = ca.IssueClient("client"); err != nil {
 		t.Fatal(err)
 	}
 	if c.other, err = otherCA.Issue("intruder", "localhost", "127.0.0.1"); err != nil {
@@ -118,7 +118,8 @@ func (c *tlsCluster) redis(t *testing.T, p *proc, tc *tls.Config) *redis.Client 
 // certificate of the CA get served over RESP and HTTP (go-redis,
 // redis-cli, lockctl, the health check), and everyone else is refused:
 // plain TCP, a client without a certificate, one of another CA, and a
-// would-be peer of another CA on the raft port.
+// would-be peer of another CA or with a client's certificate on the raft
+// port.
 func TestTLSCluster(t *testing.T) {
 	c := startTLSCluster(t)
 	ctx := ctxFor(t)
@@ -186,8 +187,14 @@ func TestTLSCluster(t *testing.T) {
 
 	// The raft port: a peer must present a certificate of the CA; plain
 	// TCP (here a forwarding request) gets nothing either.
+	// Nor may a client's certificate of the cluster's CA reach it: the
+	// raft port carries forwarded requests that no password guards.
 	raftAddr := fmt.Sprintf("127.0.0.1:%d", c.procs[0].raftPort)
-	for _, r := range refused[1:] {
+	peerRefused := append(refused[1:], struct {
+		name string
+		tc   *tls.Config
+	}{"a client's certificate of the cluster's CA", good})
+	for _, r := range peerRefused {
 		tc := r.tc.Clone()
 		tc.ServerName = "localhost"
 		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", raftAddr, tc)

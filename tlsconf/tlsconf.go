@@ -1,8 +1,14 @@
 // Package tlsconf builds a node's TLS configurations from its certificate
 // files: one for the clients of its RESP and HTTP ports, one for the raft
 // port's peers (mutual TLS: a peer must present a certificate of the
-// cluster's CA, and a node checks the name of the peer it dials), and one
-// for probing its own ports.
+// cluster's CA that may serve as well, as a node's does, and a node checks
+// the name of the peer it dials), and one for probing its own ports.
+//
+// The raft port carries raft and the requests followers forward, which
+// no password guards: only nodes may reach it. So a client's certificate,
+// signed for client authentication only, is refused there even when the
+// same CA signed it; clients may also have a CA of their own
+// (Files.ClientCAFile).
 //
 // The node's certificate and key are read again when their files change
 // (checked at most once a second, at a handshake), so certificates can be
@@ -17,6 +23,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"time"
@@ -71,18 +78,25 @@ func (a ClientAuth) String() string {
 type Files struct {
 	// CertFile and KeyFile are the node's certificate (chain) and key.
 	CertFile, KeyFile string
-	// CAFile holds the CA certificates that sign peers' and clients'
-	// certificates.
+	// CAFile holds the CA certificates that sign peers' certificates, and
+	// clients' unless ClientCAFile is set.
 	CAFile string
+	// ClientCAFile, when set, holds the CA certificates that sign the
+	// certificates of RESP and HTTP clients instead.
+	ClientCAFile string
 	// ClientAuth applies to the RESP and HTTP ports.
 	ClientAuth ClientAuth
+	// Logger hears of a rotated certificate that failed to load. Default
+	// slog.Default().
+	Logger *slog.Logger
 }
 
 // Config is a node's loaded TLS material.
 type Config struct {
-	pair       *keyPair
-	roots      *x509.CertPool
-	clientAuth ClientAuth
+	pair        *keyPair
+	roots       *x509.CertPool // of peers
+	clientRoots *x509.CertPool // of clients
+	clientAuth  ClientAuth
 }
 
 // Load reads the files and checks that they make a usable configuration.
@@ -90,22 +104,40 @@ func Load(f Files) (*Config, error) {
 	if f.CertFile == "" || f.KeyFile == "" || f.CAFile == "" {
 		return nil, fmt.Errorf("%w: a certificate, its key and a CA file are all needed (peers authenticate each other)", ErrConfig)
 	}
-	pem, err := os.ReadFile(f.CAFile)
+	roots, err := readPool(f.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: CA file: %w", ErrConfig, err)
+		return nil, err
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%w: CA file %s holds no PEM certificate", ErrConfig, f.CAFile)
+	clientRoots := roots
+	if f.ClientCAFile != "" {
+		if clientRoots, err = readPool(f.ClientCAFile); err != nil {
+			return nil, err
+		}
 	}
-	pair := &keyPair{certFile: f.CertFile, keyFile: f.KeyFile}
+	if f.Logger == nil {
+		f.Logger = slog.Default()
+	}
+	pair := &keyPair{certFile: f.CertFile, keyFile: f.KeyFile, log: f.Logger}
 	if err := pair.load(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	if f.ClientAuth > ClientCertIgnored {
 		return nil, fmt.Errorf("%w: client authentication %d unknown", ErrConfig, f.ClientAuth)
 	}
-	return &Config{pair: pair, roots: roots, clientAuth: f.ClientAuth}, nil
+	return &Config{pair: pair, roots: roots, clientRoots: clientRoots, clientAuth: f.ClientAuth}, nil
+}
+
+// readPool reads a PEM file of CA certificates.
+func readPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: CA file: %w", ErrConfig, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%w: CA file %s holds no PEM certificate", ErrConfig, path)
+	}
+	return pool, nil
 }
 
 // Clients returns the configuration of the RESP and HTTP ports.
@@ -118,20 +150,40 @@ func (c *Config) Clients() *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
-		ClientCAs:      c.roots,
+		ClientCAs:      c.clientRoots,
 		ClientAuth:     auth,
 	}
 }
 
 // PeerServer returns the configuration of the raft port, which serves
-// only peers that present a certificate of the CA.
+// only peers: a certificate of the CA, valid for server authentication as
+// well (a node's serves its own ports; a client's is for client
+// authentication only).
 func (c *Config) PeerServer() *tls.Config {
 	return &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
-		ClientCAs:      c.roots,
-		ClientAuth:     tls.RequireAndVerifyClientCert,
+		MinVersion:       tls.VersionTLS12,
+		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
+		ClientCAs:        c.roots,
+		ClientAuth:       tls.RequireAndVerifyClientCert,
+		VerifyConnection: verifyPeer,
 	}
+}
+
+// ErrNotAPeer refuses a certificate on the raft port that is not a node's.
+var ErrNotAPeer = errors.New("tls: the certificate is not valid for server authentication, so not a node's: the raft port serves only peers")
+
+// verifyPeer checks, after the chain, that the peer's certificate names
+// server authentication among its usages.
+func verifyPeer(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return ErrNotAPeer
+	}
+	for _, u := range cs.PeerCertificates[0].ExtKeyUsage {
+		if u == x509.ExtKeyUsageServerAuth || u == x509.ExtKeyUsageAny {
+			return nil
+		}
+	}
+	return ErrNotAPeer
 }
 
 // PeerClient returns the configuration for dialing a peer's raft port at
@@ -175,10 +227,12 @@ const reloadCheck = time.Second
 // keyPair is a certificate and key read again when their files change.
 type keyPair struct {
 	certFile, keyFile string
+	log               *slog.Logger
 
 	mu       sync.Mutex
 	cert     *tls.Certificate
 	stamp    [2]fileStamp // of certFile and keyFile when cert was read
+	failed   [2]fileStamp // of the files that last failed to load
 	lastLook time.Time
 }
 
@@ -215,8 +269,11 @@ func (k *keyPair) get() *tls.Certificate {
 	defer k.mu.Unlock()
 	if now := time.Now(); now.Sub(k.lastLook) >= reloadCheck {
 		k.lastLook = now
-		if [2]fileStamp{stampOf(k.certFile), stampOf(k.keyFile)} != k.stamp {
-			_ = k.load() // on error k.cert stays
+		if st := [2]fileStamp{stampOf(k.certFile), stampOf(k.keyFile)}; st != k.stamp {
+			if err := k.load(); err != nil && st != k.failed { // k.cert stays
+				k.failed = st
+				k.log.Warn("tls: the changed certificate or key does not load; serving the previous one", "error", err)
+			}
 		}
 	}
 	return k.cert

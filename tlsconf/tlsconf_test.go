@@ -13,11 +13,12 @@ import (
 	"github.com/distlock/distlock/internal/testcerts"
 )
 
-// pki is a CA with a node's certificate (for "node1" and 127.0.0.1), a
-// client's, and a stranger's from another CA.
+// pki is a CA with a node's certificate (for "node1" and 127.0.0.1),
+// another node's, a client's (client authentication only), and a
+// stranger's from another CA.
 type pki struct {
-	ca, other        *testcerts.CA
-	node, client, st testcerts.Pair
+	ca, other               *testcerts.CA
+	node, node2, client, st testcerts.Pair
 }
 
 func newPKI(t *testing.T) pki {
@@ -37,7 +38,9 @@ func newPKI(t *testing.T) pki {
 	must(err)
 	p.node, err = p.ca.Issue("node1", "node1", "127.0.0.1")
 	must(err)
-	p.client, err = p.ca.Issue("client")
+	p.node2, err = p.ca.Issue("node2", "node2")
+	must(err)
+	p.client, err = p.ca.IssueClient("client")
 	must(err)
 	p.st, err = p.other.Issue("stranger", "node1", "127.0.0.1")
 	must(err)
@@ -180,7 +183,8 @@ func TestClientAuthentication(t *testing.T) {
 		{"ignored, none", ClientCertIgnored, false, testcerts.Pair{}, true},
 		{"peer port, none", ClientCertIgnored, true, testcerts.Pair{}, false},
 		{"peer port, of another CA", ClientCertIgnored, true, p.st, false},
-		{"peer port, of the CA", ClientCertIgnored, true, p.client, true},
+		{"peer port, a client's of the CA", ClientCertIgnored, true, p.client, false},
+		{"peer port, a node's of the CA", ClientCertIgnored, true, p.node2, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -278,5 +282,53 @@ func TestReload(t *testing.T) {
 	serial, err := handshake(t, c.Clients(), client)
 	if err != nil || serial != rotated {
 		t.Fatalf("after a broken key file: serial %s, %v; want the rotated %s still served", serial, err, rotated)
+	}
+}
+
+// With a CA of their own, clients' certificates are checked against it on
+// the client ports, and peers' against the cluster's CA alone.
+func TestClientCAFile(t *testing.T) {
+	p := newPKI(t)
+	dir := t.TempDir()
+	clientCA, err := testcerts.NewCA(dir, "clients")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := clientCA.IssueClient("app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ownNode, err := clientCA.Issue("fake-node", "node1") // may serve, but of the clients' CA
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(Files{CertFile: p.node.CertFile, KeyFile: p.node.KeyFile, CAFile: p.ca.CertFile, ClientCAFile: clientCA.CertFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		peer   bool
+		client testcerts.Pair
+		ok     bool
+	}{
+		{"client port, of the clients' CA", false, own, true},
+		{"client port, of the cluster's CA", false, p.client, false},
+		{"peer port, of the clients' CA", true, ownNode, false},
+		{"peer port, a node's of the cluster's CA", true, p.node2, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			server := c.Clients()
+			if tt.peer {
+				server = c.PeerServer()
+			}
+			if _, err := handshake(t, server, clientWith(tt.client, c, "node1")); (err == nil) != tt.ok {
+				t.Fatalf("handshake: %v, want ok=%v", err, tt.ok)
+			}
+		})
+	}
+	if _, err := Load(Files{CertFile: p.node.CertFile, KeyFile: p.node.KeyFile, CAFile: p.ca.CertFile, ClientCAFile: dir + "/none.pem"}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("a missing client CA file: %v", err)
 	}
 }

@@ -61,7 +61,8 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 		logFormat   = fs.String("log-format", "text", "log format: text or json")
 		tlsCert     = fs.String("tls-cert-file", "", "this node's certificate (PEM, for server and client authentication): with --tls-key-file and --tls-ca-cert-file, every port serves TLS only and peers authenticate each other")
 		tlsKey      = fs.String("tls-key-file", "", "the key of --tls-cert-file (both are read again when they change)")
-		tlsCA       = fs.String("tls-ca-cert-file", "", "CA certificates (PEM) that sign the peers' and clients' certificates")
+		tlsCA       = fs.String("tls-ca-cert-file", "", "CA certificates (PEM) that sign the peers' certificates, and the clients' unless --tls-client-ca-cert-file is set")
+		tlsClientCA = fs.String("tls-client-ca-cert-file", "", "CA certificates (PEM) that sign the RESP and HTTP clients' certificates (default: --tls-ca-cert-file)")
 		tlsClients  = fs.String("tls-auth-clients", "yes", "whether RESP and HTTP clients must present a certificate of the CA: yes, optional or no (peers always must)")
 		pprofOn     = fs.Bool("enable-pprof", false, "serve Go's profiler under /debug/pprof/ on the HTTP port")
 		memHeadroom = fs.Int("memory-headroom", 50, "keep a soft memory limit of the live heap plus this percentage (at least 256 MiB) and a heap goal of at least 64 MiB; 0 leaves Go's GOGC default; ignored when GOMEMLIMIT is set (an explicit GOGC keeps its own percentage)")
@@ -118,10 +119,11 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 		password = strings.TrimRight(string(b), "\r\n")
 	}
 	var tlsConfig *tlsconf.Config
-	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" {
+	if *tlsCert != "" || *tlsKey != "" || *tlsCA != "" || *tlsClientCA != "" {
 		auth, err := tlsconf.ParseClientAuth(*tlsClients)
 		if err == nil {
-			tlsConfig, err = tlsconf.Load(tlsconf.Files{CertFile: *tlsCert, KeyFile: *tlsKey, CAFile: *tlsCA, ClientAuth: auth})
+			tlsConfig, err = tlsconf.Load(tlsconf.Files{CertFile: *tlsCert, KeyFile: *tlsKey, CAFile: *tlsCA,
+				ClientCAFile: *tlsClientCA, ClientAuth: auth, Logger: logger})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("--tls-*: %w", err))

@@ -64,9 +64,20 @@ func NewCA(dir, name string) (*CA, error) {
 }
 
 // Issue signs a certificate for name, valid for the given DNS names and IP
-// addresses (hosts), and writes it and its key to the CA's directory as
-// name.pem and name-key.pem, replacing earlier files of that name.
+// addresses (hosts) and for both server and client authentication, as a
+// node's is, and writes it and its key to the CA's directory as name.pem
+// and name-key.pem, replacing earlier files of that name.
 func (ca *CA) Issue(name string, hosts ...string) (Pair, error) {
+	return ca.issue(name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, hosts)
+}
+
+// IssueClient signs a certificate for name valid for client
+// authentication only, as a client's is, and writes it as Issue does.
+func (ca *CA) IssueClient(name string) (Pair, error) {
+	return ca.issue(name, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil)
+}
+
+func (ca *CA) issue(name string, usage []x509.ExtKeyUsage, hosts []string) (Pair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return Pair{}, fmt.Errorf("testcerts: %w", err)
@@ -77,7 +88,7 @@ func (ca *CA) Issue(name string, hosts ...string) (Pair, error) {
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage:  usage,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

@@ -63,10 +63,13 @@ func newConn(nc net.Conn, lim Limits, l *listener) *conn {
 
 // SetAuthenticated tells the guard of nc, a connection its [Listener]
 // accepted, whether its client has authenticated, which lifts or restores
-// the unauthenticated bounds of [Limits.AuthRequired]. It applies to every
-// request after those the connection's Read has returned so far; the
-// server must call it before it reads again (redcon runs every command it
-// has read before it reads again). It does nothing to other connections.
+// the unauthenticated bounds of [Limits.AuthRequired]. It applies to the
+// requests the guard has not parsed yet: a request over the bounds that
+// the guard paused on is decided at the next Read, so the server must call
+// it before it reads again (redcon runs every command it has read before it
+// reads again); requests the guard already passed under the looser bounds
+// (after a RESET, say, in the same packet) stay passed. It does nothing to
+// other connections.
 func SetAuthenticated(nc net.Conn, authed bool) {
 	if c, ok := nc.(*conn); ok {
 		c.authed.Store(authed)
@@ -74,7 +77,9 @@ func SetAuthenticated(nc net.Conn, authed bool) {
 }
 
 func reject(nc net.Conn) {
-	_ = nc.SetWriteDeadline(time.Now().Add(replyTimeout))
+	// Read too: over TLS, the Write first runs the handshake, which waits
+	// for the client's hello.
+	_ = nc.SetDeadline(time.Now().Add(replyTimeout))
 	_, _ = nc.Write([]byte(maxClientsReply))
 	_ = nc.Close()
 }
@@ -158,10 +163,19 @@ func (c *conn) feed(src []byte) {
 	}
 }
 
+// closeAlertTimeout bounds the close alert a TLS connection sends as it
+// closes: to a client that does not read, crypto/tls would wait 5 s, and
+// redcon closes its connections one after another when the server stops.
+const closeAlertTimeout = 100 * time.Millisecond
+
 // Close closes the connection; only the first call has an effect and
 // releases the connection's slot.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
+		if raw, ok := c.Conn.(interface{ NetConn() net.Conn }); ok {
+			t := time.AfterFunc(closeAlertTimeout, func() { raw.NetConn().Close() })
+			defer t.Stop()
+		}
 		c.closeErr = c.Conn.Close()
 		if c.l != nil {
 			c.l.active.Add(-1)
