@@ -44,4 +44,7 @@
 //
 // To use the guard with TLS, wrap the TLS listener (guard.Listener(
 // tls.NewListener(ln, cfg), ...)) so that the guard sees decrypted bytes.
+// It then runs each connection's handshake before the first read, under a
+// 10 s deadline, and bounds the close alert of its Close and the refusal
+// of a connection over the limit.
 package guard

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"context"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -141,6 +142,10 @@ func (c *conn) Read(b []byte) (int, error) {
 		}
 		if c.rbuf == nil {
 			c.rbuf = make([]byte, readSize)
+			if err := c.handshake(); err != nil {
+				c.rerr = err
+				continue
+			}
 		}
 		n, err := c.Conn.Read(c.rbuf)
 		c.feed(c.rbuf[:n])
@@ -161,6 +166,24 @@ func (c *conn) feed(src []byte) {
 	if cap(c.out) > 4*readSize {
 		c.out = nil // do not keep the buffer of a large inline line
 	}
+}
+
+// handshakeTimeout bounds a TLS connection's handshake, as net/http's
+// ReadHeaderTimeout does: a client that connects and never says hello is
+// dropped instead of holding a connection slot for good. A variable for
+// tests.
+var handshakeTimeout = 10 * time.Second
+
+// handshake runs the TLS handshake of a TLS connection, under
+// handshakeTimeout, before its first read.
+func (c *conn) handshake() error {
+	hs, ok := c.Conn.(interface{ HandshakeContext(context.Context) error })
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	return hs.HandshakeContext(ctx)
 }
 
 // closeAlertTimeout bounds the close alert a TLS connection sends as it

@@ -85,3 +85,26 @@ func TestCloseOverTLSIsBounded(t *testing.T) {
 		t.Fatal("Close of a TLS connection whose client does not read took over 3 s")
 	}
 }
+
+// A TLS client that never says hello is dropped after handshakeTimeout
+// rather than holding its connection slot for good.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	defer func(d time.Duration) { handshakeTimeout = d }(handshakeTimeout)
+	handshakeTimeout = 200 * time.Millisecond
+	server, client := net.Pipe()
+	defer client.Close() // the client never writes
+	c := newConn(tls.Server(server, &tls.Config{}), Limits{}, nil)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 16))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Read returned without an error from a silent TLS client")
+		}
+	case <-time.After(handshakeTimeout + 5*time.Second):
+		t.Fatalf("a silent TLS client was still being read after %s", handshakeTimeout+5*time.Second)
+	}
+}
