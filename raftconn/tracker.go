@@ -68,7 +68,7 @@ func (t *Tracker) Drain(timeout time.Duration) error {
 		// TLS, the raw socket: a TLS Close first sends its close alert,
 		// for up to 5 s to a peer that does not read, and the handler's
 		// read would fail only then.
-		go rawConn(tc.Conn).Close()
+		rawConn(tc.Conn).Close()
 	}
 	t.mu.Unlock()
 	finished := make(chan struct{})

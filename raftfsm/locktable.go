@@ -68,9 +68,6 @@ func (b *bulkLoader[T]) add(it T) {
 	if b.n%2 == 0 {
 		b.load(it)
 	} else {
-		if b.later == nil {
-			b.later = make([]T, 0, 1<<12)
-		}
 		b.later = append(b.later, it)
 	}
 	b.n++

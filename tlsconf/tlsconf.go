@@ -104,13 +104,13 @@ func Load(f Files) (*Config, error) {
 	if f.CertFile == "" || f.KeyFile == "" || f.CAFile == "" {
 		return nil, fmt.Errorf("%w: a certificate, its key and a CA file are all needed (peers authenticate each other)", ErrConfig)
 	}
-	roots, err := readPool(f.CAFile)
+	roots, err := ReadCAFile(f.CAFile)
 	if err != nil {
 		return nil, err
 	}
 	clientRoots := roots
 	if f.ClientCAFile != "" {
-		if clientRoots, err = readPool(f.ClientCAFile); err != nil {
+		if clientRoots, err = ReadCAFile(f.ClientCAFile); err != nil {
 			return nil, err
 		}
 	}
@@ -127,8 +127,18 @@ func Load(f Files) (*Config, error) {
 	return &Config{pair: pair, roots: roots, clientRoots: clientRoots, clientAuth: f.ClientAuth}, nil
 }
 
-// readPool reads a PEM file of CA certificates.
-func readPool(path string) (*x509.CertPool, error) {
+// serverCertificate and clientCertificate present the node's current
+// certificate (reloaded when its files change) in a handshake.
+func (c *Config) serverCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return c.pair.get(), nil
+}
+
+func (c *Config) clientCertificate(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return c.pair.get(), nil
+}
+
+// ReadCAFile reads a PEM file of CA certificates into a pool.
+func ReadCAFile(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: CA file: %w", ErrConfig, err)
@@ -149,7 +159,7 @@ func (c *Config) Clients() *tls.Config {
 	}[c.clientAuth]
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
+		GetCertificate: c.serverCertificate,
 		ClientCAs:      c.clientRoots,
 		ClientAuth:     auth,
 	}
@@ -162,7 +172,7 @@ func (c *Config) Clients() *tls.Config {
 func (c *Config) PeerServer() *tls.Config {
 	return &tls.Config{
 		MinVersion:       tls.VersionTLS12,
-		GetCertificate:   func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
+		GetCertificate:   c.serverCertificate,
 		ClientCAs:        c.roots,
 		ClientAuth:       tls.RequireAndVerifyClientCert,
 		VerifyConnection: verifyPeer,
@@ -193,7 +203,7 @@ func (c *Config) PeerClient(host string) *tls.Config {
 		MinVersion:           tls.VersionTLS12,
 		ServerName:           host,
 		RootCAs:              c.roots,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
+		GetClientCertificate: c.clientCertificate,
 	}
 }
 
@@ -206,7 +216,7 @@ func (c *Config) Local() *tls.Config {
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS12,
 		InsecureSkipVerify:   true, // the chain is verified below, only the name is not
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return c.pair.get(), nil },
+		GetClientCertificate: c.clientCertificate,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
 				return errors.New("tls: no server certificate")

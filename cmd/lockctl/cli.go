@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/distlock/distlock/clients"
+	"github.com/distlock/distlock/tlsconf"
 )
 
 // Exit codes. Under "lock", any other code is the command's own (128+N
@@ -302,14 +302,11 @@ func (o *options) tlsConfig() (*tls.Config, error) {
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.caCert != "" {
-		pem, err := os.ReadFile(o.caCert)
+		roots, err := tlsconf.ReadCAFile(o.caCert)
 		if err != nil {
 			return nil, fmt.Errorf("--cacert: %w", err)
 		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--cacert %s: no PEM certificate in it", o.caCert)
-		}
+		tc.RootCAs = roots
 	}
 	if o.cert != "" || o.key != "" {
 		pair, err := tls.LoadX509KeyPair(o.cert, o.key)

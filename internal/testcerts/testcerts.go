@@ -1,7 +1,7 @@
 // Package testcerts makes a private certificate authority and certificates
-// signed by it, written as PEM files, for tests of TLS: each certificate is
-// valid for both server and client authentication, as a node's certificate
-// is (it serves its ports and dials its peers).
+// signed by it, written as PEM files, for tests of TLS: a node's (valid for
+// server and client authentication: it serves its ports and dials its
+// peers) or a client's (client authentication only).
 package testcerts
 
 import (
