@@ -175,6 +175,18 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("inspect raft state: %w", err)
 	} else if !has && n.cfg.Join == "" {
 		bootstrap = true
+	} else if has && len(n.cfg.Peers) > 0 {
+		conf, err := storedConfiguration(store, snaps)
+		if err != nil {
+			return fmt.Errorf("read the membership in the data directory %s: %w", n.dir(), err)
+		}
+		note, err := checkPeers(n.cfg.ID, n.cfg.Peers, conf)
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.dir(), err)
+		}
+		if note != "" {
+			n.log.Info(note)
+		}
 	}
 	// The leader reads back every entry it replicates; the cache serves
 	// the recent ones without decoding them from the log again.

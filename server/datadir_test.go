@@ -1,0 +1,128 @@
+package server
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/distlock/distlock/lockapi"
+)
+
+func members(ids ...string) raft.Configuration {
+	var c raft.Configuration
+	for _, id := range ids {
+		c.Servers = append(c.Servers, raft.Server{ID: raft.ServerID(id), Address: raft.ServerAddress(id + ":9001"), Suffrage: raft.Voter})
+	}
+	return c
+}
+
+func peers(ids ...string) []Peer {
+	var p []Peer
+	for _, id := range ids {
+		p = append(p, Peer{ID: id, Addr: id + ":9001"})
+	}
+	return p
+}
+
+func TestCheckPeers(t *testing.T) {
+	tests := []struct {
+		name     string
+		peers    []Peer
+		conf     raft.Configuration
+		wantErr  bool
+		wantNote bool
+	}{
+		{"no peers given", nil, members("n1"), false, false},
+		{"no membership stored", peers("n2", "n3"), raft.Configuration{}, false, false},
+		{"same membership", peers("n2", "n3"), members("n1", "n2", "n3"), false, false},
+		{"same membership, other order", peers("n3", "n2"), members("n3", "n1", "n2"), false, false},
+		{"a node joined since", peers("n2", "n3"), members("n1", "n2", "n3", "n4"), false, true},
+		{"a peer left since", peers("n2", "n3"), members("n1", "n2"), false, true},
+		{"this node was removed", peers("n2", "n3"), members("n2", "n3"), false, true},
+		{"a one-node cluster started with peers", peers("n2", "n3"), members("n1"), true, false},
+		{"another cluster altogether", peers("n2", "n3"), members("n1", "x2", "x3"), true, false},
+		{"only this node in common", peers("n1", "n2"), members("n1", "x2"), true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			note, err := checkPeers("n1", tt.peers, tt.conf)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
+			}
+			if err != nil && !errors.Is(err, ErrOtherCluster) {
+				t.Fatalf("err = %v, want ErrOtherCluster", err)
+			}
+			if (note != "") != tt.wantNote {
+				t.Fatalf("note = %q, want a note %v", note, tt.wantNote)
+			}
+		})
+	}
+}
+
+// A node that made a one-node cluster (a first `go run ./cmd/node`) and is
+// started again with --peers must refuse: raft would otherwise let it
+// follow the new cluster's leader over a log that is not that cluster's.
+// With or without a snapshot, the membership is read from the stores.
+func TestStartRefusesTheDataOfAnotherCluster(t *testing.T) {
+	for _, snapshot := range []bool{false, true} {
+		name := "log"
+		if snapshot {
+			name = "snapshot"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			// One entry kept behind a snapshot: the membership must come
+			// from the snapshot, not the bootstrap entry.
+			n := startNode(t, dir, func(c *Config) { c.TrailingLogs = 1 })
+			if _, err := n.Acquire(ctxT(t), lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: 60e9}); err != nil {
+				t.Fatal(err)
+			}
+			if snapshot {
+				waitRegistered(t, n)
+				if err := n.raft.Snapshot().Error(); err != nil {
+					t.Fatal(err)
+				}
+				if first, _ := n.store.FirstIndex(); first <= 1 {
+					t.Fatalf("first log index %d after the snapshot: the bootstrap entry is still there", first)
+				}
+			}
+			n.Close()
+
+			addrs := freeAddrs(t, 2)
+			cfg := Config{ID: "n1", DataDir: dir, RaftAddr: "127.0.0.1:0",
+				Peers: []Peer{{ID: "n2", Addr: addrs[0]}, {ID: "n3", Addr: addrs[1]}}}
+			m, err := Start(cfg)
+			if err == nil {
+				m.Close()
+				t.Fatal("Start with the peers of another cluster succeeded")
+			}
+			if !errors.Is(err, ErrOtherCluster) || !strings.Contains(err.Error(), "n2,n3") {
+				t.Fatalf("Start: %v; want ErrOtherCluster naming the peers", err)
+			}
+
+			// Its own flags still start it, with its lock.
+			m = startNode(t, dir, nil)
+			if l, err := m.Info(ctxT(t), "k"); err != nil || l.Owner != "a" {
+				t.Fatalf("after the refusal: %+v, %v", l, err)
+			}
+		})
+	}
+}
+
+// A member restarted with its cluster's --peers starts, also once another
+// member left (the membership in the log wins over the flags).
+func TestStartAcceptsItsOwnClusterPeers(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	l := c.leader()
+	other := (l + 1) % 3
+	if err := c.nodes[l].Leave(ctxT(t), c.cfgs[other].ID); err != nil {
+		t.Fatal(err)
+	}
+	c.stop(other)
+	restart := (l + 2) % 3
+	c.stop(restart)
+	c.start(restart)
+	c.leader()
+}
