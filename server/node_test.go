@@ -174,6 +174,35 @@ func TestNodeExpiresWithoutTraffic(t *testing.T) {
 	}
 }
 
+// While a lock is held and nothing is written, the leader still moves the
+// state machine's cluster time along (clockCheckpoint), so that a new
+// leader, which starts from it, does not hand every lock the quiet spell
+// again; and a restart keeps the lock's remaining time, not its time at
+// the last write.
+func TestNodeCheckpointsClusterTimeWhileLocksAreHeld(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, nil)
+	waitRegistered(t, n)
+	if _, err := n.Acquire(ctxT(t), lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := n.fsm.Now()
+	waitFor(t, 5*time.Second, "cluster time to move on without writes", func() bool {
+		return n.fsm.Now() >= t0+2*clockCheckpoint
+	})
+	quiet := n.fsm.Now() - t0
+	n.Close()
+
+	m := startNode(t, dir, nil)
+	l, err := m.Info(ctxT(t), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := time.Minute - quiet + clockCheckpoint; l.Remaining > limit {
+		t.Fatalf("remaining after %s without writes and a restart = %s, want at most %s", quiet, l.Remaining, limit)
+	}
+}
+
 func TestNodeWallClockJumpDoesNotExpireLocks(t *testing.T) {
 	clock := newTestClock()
 	n := startNode(t, t.TempDir(), func(c *Config) { c.Clock = clock })
