@@ -24,11 +24,14 @@ import (
 //	trying  -> queued   (endTry: refused, still held) or done (anything else)
 //	queued  -> claimed  (claim: a release proposes a handoff to it)
 //	claimed -> done     (settle: the handoff's outcome is on handed)
-//	claimed -> queued   (unclaim: nothing was handed; back at the head)
+//	claimed -> queued   (unclaim: nothing was handed; it kept its place)
 //	queued  -> left     (leave: its wait ended)
 //
-// A claimed waiter whose wait ends is marked leaving and waits for the
-// claim's outcome; unclaim then ends it instead of queueing it again. So
+// A claimed waiter stays at the head of its queue until the claim's
+// outcome is known, so that a free of the key meanwhile (the lock expiring
+// in or just before the handoff's entry) wakes nobody behind it. A claimed
+// waiter whose wait ends is marked leaving and waits for the claim's
+// outcome; unclaim then ends it instead of queueing it again. So
 // exactly one outcome reaches a claimed waiter, and a waiter that left is
 // never queued again.
 type waitQueues struct {
@@ -83,13 +86,21 @@ func (q *waitQueues) enqueue(key, owner string, ttl time.Duration) (*waiter, boo
 // unlink takes w out of key's queue, waking the new head if w led it.
 // q.mu must be held.
 func (q *waitQueues) unlink(key string, w *waiter) {
+	if q.remove(key, w) {
+		if ws := q.keys[key]; len(ws) > 0 {
+			signal(ws[0])
+		}
+	}
+}
+
+// remove takes w out of key's queue without waking anyone, and reports
+// whether w led it. q.mu must be held.
+func (q *waitQueues) remove(key string, w *waiter) (led bool) {
 	ws := q.keys[key]
 	for i, x := range ws {
 		if x == w {
 			ws = append(ws[:i], ws[i+1:]...)
-			if i == 0 && len(ws) > 0 {
-				signal(ws[0])
-			}
+			led = i == 0
 			break
 		}
 	}
@@ -98,6 +109,7 @@ func (q *waitQueues) unlink(key string, w *waiter) {
 	} else {
 		q.keys[key] = ws
 	}
+	return led
 }
 
 // leave ends w's wait. It returns false if a release has claimed w: the
@@ -147,8 +159,11 @@ func (q *waitQueues) endTry(key string, w *waiter, err error) bool {
 	return true
 }
 
-// claim takes key's head waiter out of the queue for a handoff, unless it
-// is proposing its own acquire right now.
+// claim marks key's head waiter as claimed for a handoff, unless it is
+// proposing its own acquire right now. It stays at the head of the queue
+// until the handoff's outcome is known, so that a free of the key meanwhile
+// (the lock expiring in or before the handoff's entry) wakes nobody behind
+// it: the waiters behind it keep their place (FIFO).
 func (q *waitQueues) claim(key string) *waiter {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -157,38 +172,33 @@ func (q *waitQueues) claim(key string) *waiter {
 		return nil
 	}
 	w := ws[0]
-	if len(ws) == 1 {
-		delete(q.keys, key)
-	} else {
-		q.keys[key] = ws[1:]
-	}
 	w.state = waiterClaimed
 	return w
 }
 
-// settle gives a claimed waiter the outcome of its handoff.
-func (q *waitQueues) settle(w *waiter, h handoff) {
+// settle gives a claimed waiter the outcome of its handoff and takes it
+// out of the queue. The next waiter is not woken: the key was handed over,
+// or the outcome is unknown (an attempt of its own would be refused).
+func (q *waitQueues) settle(key string, w *waiter, h handoff) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.remove(key, w)
 	w.state = waiterDone
 	w.handed <- h // never blocks: one outcome per waiter
 }
 
-// unclaim returns a claimed waiter to the head of key's queue (nothing was
-// handed), or ends it if its wait ended meanwhile.
+// unclaim gives a claimed waiter its place back (nothing was handed; it
+// is still at the head), or ends it if its wait ended meanwhile.
 func (q *waitQueues) unclaim(key string, w *waiter) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if w.leaving {
+		q.unlink(key, w) // wakes the next waiter: the key may be free
 		w.state = waiterLeft
 		w.handed <- handoff{refused: true}
 		return
 	}
 	w.state = waiterQueued
-	if q.keys == nil {
-		q.keys = make(map[string][]*waiter)
-	}
-	q.keys[key] = append([]*waiter{w}, q.keys[key]...)
 	signal(w)
 }
 
@@ -348,13 +358,13 @@ func (n *Node) releaseWithHandoff(ctx context.Context, cmd raftfsm.Command) (raf
 		once.Do(func() {
 			switch {
 			case err == nil && res.Granted.Owner != "":
-				n.waits.settle(w, handoff{res: res})
+				n.waits.settle(cmd.Key, w, handoff{res: res})
 			case err == nil, definiteFailure(err):
 				// Nothing was handed: a refusal, or nothing was submitted.
 				n.waits.unclaim(cmd.Key, w)
 			default:
 				// The entry may or may not have committed: so may the grant.
-				n.waits.settle(w, handoff{err: err})
+				n.waits.settle(cmd.Key, w, handoff{err: err})
 			}
 		})
 	}

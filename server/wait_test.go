@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,7 +218,7 @@ func TestWaitQueueStates(t *testing.T) {
 		{"left while claimed, then granted: the grant is delivered", func(q *waitQueues, w *waiter) {
 			q.claim("k")
 			q.leave("k", w)
-			q.settle(w, granted)
+			q.settle("k", w, granted)
 		}, 0, &granted},
 		{"not leader: a non-head tries to learn it", func(q *waitQueues, w *waiter) {
 			other, head := q.enqueue("k", "x", time.Second)
@@ -421,5 +422,100 @@ func TestHolderReacquiresWhileOthersWait(t *testing.T) {
 	}
 	if waited := time.Since(start); waited > 3*time.Second {
 		t.Fatalf("a's acquire took %v: it queued behind b", waited)
+	}
+}
+
+// jumpClock is the real clock whose monotonic time can be pushed forward.
+type jumpClock struct {
+	start time.Time
+	ahead atomic.Int64
+}
+
+func (c *jumpClock) Now() time.Time { return time.Now() }
+func (c *jumpClock) Monotonic() time.Duration {
+	return time.Since(c.start) + time.Duration(c.ahead.Load())
+}
+
+// TestClaimedWaiterKeepsItsPlace: while a release has claimed the head
+// waiter w1 for a handoff, a free of the key (the lock's expiry, applied in
+// the handoff's own entry or just before it) must not let w2 try: if the
+// handoff is then refused (the lock had expired), w1 must still go first.
+func TestClaimedWaiterKeepsItsPlace(t *testing.T) {
+	var q waitQueues
+	w1, _ := q.enqueue("k", "w1", time.Minute)
+	w2, _ := q.enqueue("k", "w2", time.Minute)
+	if got := q.claim("k"); got != w1 {
+		t.Fatal("claim did not take w1")
+	}
+	q.freed("k") // the lock expires in (or before) the handoff's entry
+	select {
+	case <-w2.wake:
+	default:
+	}
+	if q.startTry("k", w2, true) {
+		t.Errorf("w2 may try while w1, queued before it, is claimed and not yet served: FIFO is lost if the handoff is refused")
+	}
+}
+
+// TestWaitFIFOWhenReleaseMeetsExpiry: A's lease has run out when A
+// releases (a release at the end of its TTL, a paused client). A's release
+// claims w1 and its handoff entry finds the lock expired and is refused;
+// the expiry must not let w2, queued second, acquire ahead of w1.
+func TestWaitFIFOWhenReleaseMeetsExpiry(t *testing.T) {
+	clk := &jumpClock{start: time.Now()}
+	n := startNode(t, t.TempDir(), func(c *Config) { c.Clock = clk })
+	ctx := ctxT(t)
+	violations := 0
+	const rounds = 100
+	for r := 0; r < rounds; r++ {
+		key := fmt.Sprintf("k%d", r)
+		a, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: key, Owner: "A", TTL: time.Minute})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d1 := queueWaiter(t, ctx, n, key, "w1")
+		d2 := queueWaiter(t, ctx, n, key, "w2")
+		clk.ahead.Add(int64(2 * time.Minute)) // A's lease is over
+		err = n.Release(ctx, lockapi.ReleaseRequest{Key: key, Owner: "A", Token: a.Token})
+		if err != nil && !errors.Is(err, lockapi.ErrNotFound) {
+			t.Fatal(err)
+		}
+		// Exactly one of w1, w2 is granted now; FIFO says w1.
+		var winner string
+		select {
+		case err := <-d1:
+			if err != nil {
+				t.Fatalf("w1: %v", err)
+			}
+			winner = "w1"
+		case err := <-d2:
+			if err != nil {
+				t.Fatalf("w2: %v", err)
+			}
+			winner = "w2"
+		case <-time.After(5 * time.Second):
+			t.Fatal("nobody granted")
+		}
+		if winner == "w2" {
+			violations++
+		}
+		// Let the other one through and clean up.
+		l, err := n.Info(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Release(ctx, lockapi.ReleaseRequest{Key: key, Owner: l.Owner, Token: l.Token}); err != nil {
+			t.Fatal(err)
+		}
+		other := d2
+		if winner == "w2" {
+			other = d1
+		}
+		if err := <-other; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if violations > 0 {
+		t.Fatalf("w2 (queued second) was granted before w1 in %d of %d rounds", violations, rounds)
 	}
 }
