@@ -30,6 +30,9 @@ func cmdLockAcquire(c *client, args [][]byte) {
 	}
 	ctx, cancel := c.commandContext(wait)
 	defer cancel()
+	if wait > 0 {
+		defer c.cancelOnHangup(cancel)()
+	}
 	lock, err := c.srv.svc.Acquire(ctx, lockapi.AcquireRequest{Key: a.key, Owner: a.owner, TTL: a.ttl, Wait: wait})
 	switch {
 	case err == nil:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -517,5 +518,44 @@ func TestWaitFIFOWhenReleaseMeetsExpiry(t *testing.T) {
 	}
 	if violations > 0 {
 		t.Fatalf("w2 (queued second) was granted before w1 in %d of %d rounds", violations, rounds)
+	}
+}
+
+// TestRESPWaiterThatHangsUpLeavesTheQueue: a RESP client that sends
+// LOCK.ACQUIRE ... WAIT and then goes away (its library's read timeout, a
+// crash) must leave the queue; it must not be handed the lock afterwards,
+// where nobody would ever release it (it then blocks every other waiter
+// for its whole TTL).
+func TestRESPWaiterThatHangsUpLeavesTheQueue(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config) { c.RESPAddr = "127.0.0.1:0" })
+	ctx := ctxT(t)
+	a, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "A", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", n.RESPAddr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// B waits up to 10 s for k, with a 60 s lease.
+	if _, err := c.Write([]byte("*6\r\n$12\r\nLOCK.ACQUIRE\r\n$1\r\nk\r\n$1\r\nB\r\n$5\r\n60000\r\n$4\r\nWAIT\r\n$5\r\n10000\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "B queued", func() bool { return n.waits.count("k") == 1 })
+	// B's client gives up and closes its connection.
+	c.Close()
+	left := time.Now().Add(2 * time.Second)
+	for n.waits.count("k") != 0 && time.Now().Before(left) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	stillQueued := n.waits.count("k")
+	// A releases: with B still queued, the release hands k to B.
+	if err := n.Release(ctx, lockapi.ReleaseRequest{Key: "k", Owner: "A", Token: a.Token}); err != nil {
+		t.Fatal(err)
+	}
+	info, err := n.Info(ctx, "k")
+	if stillQueued != 0 || err == nil {
+		t.Fatalf("B's connection closed 2s ago: still queued=%d; after A's release k is %+v (err %v): "+
+			"the lock went to a client that is gone and is held for its full TTL", stillQueued, info, err)
 	}
 }
