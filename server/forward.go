@@ -168,6 +168,9 @@ func (n *Node) forward(ctx context.Context, addr string, req fwdRequest) (fwdRes
 			return resp, n.lostAnswer(req, addr, fmt.Errorf("undecodable answer: %w", err))
 		}
 		return resp, decodeError(resp.Code, resp.Error)
+	case <-n.ctx.Done():
+		m.abandon(id, sentAt, false)
+		return resp, n.lostAnswer(req, addr, lockapi.ErrShuttingDown)
 	case <-ctx.Done():
 		m.abandon(id, sentAt, errors.Is(ctx.Err(), context.DeadlineExceeded))
 		if !req.isWrite() {
@@ -323,16 +326,19 @@ func (n *Node) handleForwarded(ctx context.Context, req fwdRequest) fwdResponse 
 		if req.Hops >= 1 || lockapi.TurnFrom(ctx) != nil {
 			return fwdResponse{Code: "no_leader", Error: n.noLeaderError().Error()}
 		}
-		addr, _, lerr := n.route(ctx)
+		addr, local, lerr := n.route(ctx)
 		if lerr != nil {
 			return fwdResponse{Code: errorCode(lerr), Error: lerr.Error()}
 		}
-		req.Hops++
-		resp, err = n.forward(ctx, addr, req)
-		if err != nil && resp.Code == "" {
-			resp.Code, resp.Error = errorCode(err), err.Error()
+		if !local {
+			req.Hops++
+			resp, err = n.forward(ctx, addr, req)
+			if err != nil && resp.Code == "" {
+				resp.Code, resp.Error = errorCode(err), err.Error()
+			}
+			return resp
 		}
-		return resp
+		// This node became the leader meanwhile: it serves the request.
 	}
 	switch req.Op {
 	case "acquire":

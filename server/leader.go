@@ -52,6 +52,8 @@ func (n *Node) leaderNow(ctx context.Context) (time.Duration, error) {
 		case <-changed:
 		case <-ctx.Done():
 			return 0, fmt.Errorf("%w waiting for the new leader to become ready", lockapi.ErrTimeout)
+		case <-n.ctx.Done():
+			return 0, lockapi.ErrShuttingDown
 		case <-time.After(n.cfg.ElectionTimeout):
 		}
 	}
@@ -81,13 +83,35 @@ func (n *Node) noLeaderError() error {
 	return fmt.Errorf("%w: no leader elected (quorum may be lost)", lockapi.ErrNoLeader)
 }
 
-// setReady records a leadership change and wakes waiters.
-func (n *Node) setReady(ready bool, base, start time.Duration) {
+// setNotReady records that this node no longer serves as leader and
+// wakes waiters.
+func (n *Node) setNotReady() {
 	n.lead.mu.Lock()
 	defer n.lead.mu.Unlock()
+	n.setReadyLocked(false, 0, 0)
+}
+
+// setReadyLocked records a leadership change and wakes waiters; n.lead.mu
+// must be held.
+func (n *Node) setReadyLocked(ready bool, base, start time.Duration) {
 	n.lead.ready, n.lead.base, n.lead.start = ready, base, start
 	close(n.lead.changed)
 	n.lead.changed = make(chan struct{})
+}
+
+// becomeReady records that this node leads, ready to serve with cluster
+// time base at monotonic time start, unless ctx (the term) has ended. The
+// check and the change are one step: stopLeading cancels ctx before it
+// marks the node not ready, so a term that ends meanwhile cannot leave its
+// node ready after it.
+func (n *Node) becomeReady(ctx context.Context, base, start time.Duration) bool {
+	n.lead.mu.Lock()
+	defer n.lead.mu.Unlock()
+	if ctx.Err() != nil {
+		return false
+	}
+	n.setReadyLocked(true, base, start)
+	return true
 }
 
 // watchLeadership follows raft's leadership notifications until ch closes.
@@ -120,7 +144,7 @@ func (n *Node) stopLeading() {
 	if cancel != nil {
 		cancel()
 	}
-	n.setReady(false, 0, 0)
+	n.setNotReady()
 	// Waiters queued here retry at once and learn there is no leader
 	// here any more, instead of sleeping out their WAIT.
 	n.waits.wakeAll()
@@ -140,11 +164,10 @@ func (n *Node) leadTerm(ctx context.Context) {
 			return
 		}
 	}
-	if ctx.Err() != nil {
+	base := n.fsm.Now()
+	if !n.becomeReady(ctx, base, n.clock.Monotonic()) {
 		return
 	}
-	base := n.fsm.Now()
-	n.setReady(true, base, n.clock.Monotonic())
 	n.log.Info("leading", "term", n.raft.CurrentTerm(), "cluster_time", base, "applied_index", n.fsm.AppliedIndex())
 	n.expireLoop(ctx)
 }
