@@ -212,7 +212,7 @@ func newLogger(level, format string) (*slog.Logger, error) {
 
 func printUsage(fs *flag.FlagSet) {
 	w := os.Stdout
-	fmt.Fprintln(w, "Usage: node [flags]\n\nRuns one node of the distributed lock cluster.\n\nFlags (each also read from the environment variable shown):")
+	fmt.Fprintln(w, "Usage: node [flags]\n       node --health-check [flags]\n\nRuns one node of the distributed lock cluster. With --health-check (first), probes\nthe node those flags describe instead: exit 0 when its /health/ready answers 200.\n\nFlags (each also read from the environment variable shown):")
 	fs.VisitAll(func(f *flag.Flag) {
 		fmt.Fprintf(w, "  --%s (default %q, env %s)\n      %s\n", f.Name, f.DefValue, envName(f.Name), f.Usage)
 	})

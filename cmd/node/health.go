@@ -2,52 +2,56 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"net/http"
-	"os"
 	"time"
-
-	"github.com/distlock/distlock/tlsconf"
 )
 
 // healthCheck probes this node's readiness endpoint, for container health
-// checks in images that have no curl: `node --health-check` exits 0 when
-// GET /health/ready on DLOCK_PORT (default 8001) answers 200. With the
-// DLOCK_TLS_* files set, it asks over TLS, presenting the node's own
-// certificate and checking the node's against the CA (not its name).
-func healthCheck(getenv func(string) string) int {
-	port := getenv(envName("port"))
-	if port == "" {
-		port = "8001"
+// checks in images that have no curl: `node --health-check [flags]` exits 0
+// when GET /health/ready on the node's HTTP port answers 200. It reads the
+// node's own flags and DLOCK_* variables (parseConfig), so it finds the
+// port, the bind address (an unspecified one is reached on loopback), the
+// password (--requirepass or --requirepass-file) and, with TLS, presents
+// the node's own certificate and checks the node's against the CA (not its
+// name).
+func healthCheck(args []string, getenv func(string) string, readFile func(string) ([]byte, error), stderr io.Writer) int {
+	cfg, _, err := parseConfig(args, getenv, readFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "node --health-check: %v\n", err)
+		return 2
+	}
+	host, port, err := net.SplitHostPort(cfg.HTTPAddr)
+	if err != nil || port == "0" {
+		fmt.Fprintf(stderr, "node --health-check: cannot probe HTTP address %q\n", cfg.HTTPAddr)
+		return 2
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
 	}
 	client := &http.Client{Timeout: 2 * time.Second}
 	scheme := "http"
-	files := tlsconf.Files{CertFile: getenv(envName("tls-cert-file")), KeyFile: getenv(envName("tls-key-file")),
-		CAFile: getenv(envName("tls-ca-cert-file"))}
-	if files.CertFile != "" || files.KeyFile != "" || files.CAFile != "" {
-		tc, err := tlsconf.Load(files)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		client.Transport = &http.Transport{TLSClientConfig: tc.Local()}
+	if cfg.TLS != nil {
+		client.Transport = &http.Transport{TLSClientConfig: cfg.TLS.Local()}
 		scheme = "https"
 	}
-	req, err := http.NewRequest(http.MethodGet, scheme+"://127.0.0.1:"+port+"/health/ready", nil)
+	req, err := http.NewRequest(http.MethodGet, scheme+"://"+net.JoinHostPort(host, port)+"/health/ready", nil)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, "node --health-check:", err)
 		return 1
 	}
-	if pw := getenv(envName("requirepass")); pw != "" {
-		req.Header.Set("Authorization", "Bearer "+pw)
+	if cfg.Password != "" {
+		req.Header.Set("Authorization", "Bearer "+cfg.Password)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "unhealthy:", err)
+		fmt.Fprintln(stderr, "unhealthy:", err)
 		return 1
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintln(os.Stderr, "unhealthy: status", resp.StatusCode)
+		fmt.Fprintln(stderr, "unhealthy: status", resp.StatusCode)
 		return 1
 	}
 	return 0

@@ -26,7 +26,7 @@ func main() {
 
 func run(args []string) int {
 	if len(args) > 0 && args[0] == "--health-check" {
-		return healthCheck(os.Getenv)
+		return healthCheck(args[1:], os.Getenv, os.ReadFile, os.Stderr)
 	}
 	cfg, logger, err := parseConfig(args, os.Getenv, os.ReadFile)
 	if errors.Is(err, flag.ErrHelp) {
