@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/distlock/distlock/lockapi"
 )
 
@@ -337,5 +339,38 @@ func TestClusterWaiterLearnsOfLeaderLoss(t *testing.T) {
 		t.Logf("waiter told %q after %s", err, time.Since(start).Round(time.Millisecond))
 	case <-time.After(10 * time.Second):
 		t.Fatal("the waiter slept through the leadership change")
+	}
+}
+
+// Every node bootstraps with the same configuration entry (its --peers in
+// whatever order) and lists the members in one order.
+func TestClusterBootstrapsOneConfiguration(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	c.leader()
+	var first []byte
+	for i, n := range c.nodes {
+		var l raft.Log
+		if err := n.store.GetLog(1, &l); err != nil {
+			t.Fatal(err)
+		}
+		if l.Type != raft.LogConfiguration {
+			t.Fatalf("node %d: entry 1 is %v, want the bootstrap configuration", i, l.Type)
+		}
+		if i == 0 {
+			first = l.Data
+		} else if !bytes.Equal(l.Data, first) {
+			t.Fatalf("node %d bootstrapped another configuration entry than node 1", i)
+		}
+		ci, err := n.ClusterInfo(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, ni := range ci.Nodes {
+			ids = append(ids, ni.ID)
+		}
+		if fmt.Sprint(ids) != "[n1 n2 n3]" {
+			t.Fatalf("node %d lists %v, want [n1 n2 n3]", i, ids)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -112,7 +113,7 @@ func Start(cfg Config) (*Node, error) {
 	n.wg.Add(1)
 	go n.registerLoop()
 	n.log.Info("node started", "raft", n.trans.LocalAddr(), "resp", n.respAddr, "http", n.httpAddr,
-		"data_dir", n.dir(), "peers", len(cfg.Peers))
+		"data_dir", n.dir(), "peers", len(cfg.Peers), "tls", cfg.TLS != nil)
 	return n, nil
 }
 
@@ -226,6 +227,9 @@ func (n *Node) startRaft() error {
 		for _, p := range n.cfg.Peers {
 			servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Addr), Suffrage: raft.Voter})
 		}
+		// Every node bootstraps with the same configuration entry, as
+		// hashicorp/raft asks, whatever order its --peers lists.
+		slices.SortFunc(servers, func(a, b raft.Server) int { return strings.Compare(string(a.ID), string(b.ID)) })
 		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return fmt.Errorf("bootstrap cluster: %w", err)
 		}

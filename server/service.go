@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -241,6 +242,9 @@ func (n *Node) ClusterInfo(ctx context.Context) (lockapi.ClusterInfo, error) {
 		}
 		info.Nodes = append(info.Nodes, ni)
 	}
+	// One order on every node (a cluster bootstrapped by an older build
+	// may list its members in another order on each).
+	slices.SortFunc(info.Nodes, func(a, b lockapi.NodeInfo) int { return strings.Compare(a.ID, b.ID) })
 	info.QuorumSize = voters/2 + 1
 	info.HasQuorum = n.hasQuorum(leaderID)
 	return info, nil
