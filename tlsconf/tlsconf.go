@@ -86,7 +86,7 @@ type Files struct {
 	ClientCAFile string
 	// ClientAuth applies to the RESP and HTTP ports.
 	ClientAuth ClientAuth
-	// Logger hears of a rotated certificate that failed to load. Default
+	// Logger hears of a rotated certificate, loaded or not. Default
 	// slog.Default().
 	Logger *slog.Logger
 }
@@ -280,7 +280,13 @@ func (k *keyPair) get() *tls.Certificate {
 	if now := time.Now(); now.Sub(k.lastLook) >= reloadCheck {
 		k.lastLook = now
 		if st := [2]fileStamp{stampOf(k.certFile), stampOf(k.keyFile)}; st != k.stamp {
-			if err := k.load(); err != nil && st != k.failed { // k.cert stays
+			if err := k.load(); err == nil {
+				var notAfter time.Time
+				if k.cert.Leaf != nil {
+					notAfter = k.cert.Leaf.NotAfter
+				}
+				k.log.Info("tls: loaded the changed certificate and key", "cert", k.certFile, "not_after", notAfter)
+			} else if st != k.failed { // k.cert stays
 				k.failed = st
 				k.log.Warn("tls: the changed certificate or key does not load; serving the previous one", "error", err)
 			}
