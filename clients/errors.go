@@ -129,6 +129,12 @@ func classify(addr string, err error, timedOut bool) (kind, error) {
 	if errors.Is(err, redis.ErrClosed) {
 		return fatal, ErrClosed
 	}
+	if errors.As(err, &op) && op.Op == "remote error" {
+		// A TLS alert from the node: it refused this client's connection
+		// (no certificate, or one it does not trust) before reading any
+		// request, and will refuse it again.
+		return fatal, fmt.Errorf("node %s refused the TLS connection: %w", addr, err)
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || timedOut {
 		return unknown, fmt.Errorf("%w: node %s did not answer in time (%w)", ErrTimeout, addr, ErrUnknownOutcome)
 	}
