@@ -2,8 +2,12 @@ package server
 
 import (
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -125,4 +129,68 @@ func TestStartAcceptsItsOwnClusterPeers(t *testing.T) {
 	c.stop(restart)
 	c.start(restart)
 	c.leader()
+}
+
+// A one-node cluster's node, started again on the raft address a new
+// cluster lists for it (without --peers, so the check of Start does not
+// apply), refuses that cluster's raft connections: it keeps leading its
+// own cluster with its own state, and the new cluster's two other nodes
+// serve on their own, instead of one log being grafted onto the other.
+func TestOneNodeClusterRefusesAnotherClustersRaft(t *testing.T) {
+	addrs := freeAddrs(t, 3)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := func(i int, peers bool) Config {
+		c := Config{ID: fmt.Sprintf("n%d", i+1), DataDir: t.TempDir(), RaftAddr: addrs[i], RaftAdvertise: addrs[i],
+			ElectionTimeout: 100 * time.Millisecond, HeartbeatInterval: 20 * time.Millisecond, Logger: quiet}
+		for j := range addrs {
+			if peers && j != i {
+				c.Peers = append(c.Peers, Peer{ID: fmt.Sprintf("n%d", j+1), Addr: addrs[j]})
+			}
+		}
+		return c
+	}
+	lone, err := Start(cfg(0, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lone.Close() })
+	waitFor(t, 5*time.Second, "the lone node to lead", lone.IsLeader)
+	ctx := ctxT(t)
+	if _, err := lone.Acquire(ctx, lockapi.AcquireRequest{Key: "mine", Owner: "a", TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	var others []*Node
+	for i := 1; i < 3; i++ {
+		n, err := Start(cfg(i, true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		others = append(others, n)
+	}
+	var leader *Node
+	waitFor(t, 10*time.Second, "a leader among the new cluster's two other nodes", func() bool {
+		for _, n := range others {
+			if n.IsLeader() {
+				leader = n
+				return true
+			}
+		}
+		return false
+	})
+	for i := range 20 {
+		if _, err := leader.Acquire(ctx, lockapi.AcquireRequest{Key: fmt.Sprintf("theirs-%d", i), Owner: "b", TTL: time.Minute}); err != nil {
+			t.Fatalf("the new cluster: %v", err)
+		}
+	}
+	time.Sleep(500 * time.Millisecond) // heartbeats and retries reach the lone node meanwhile
+	if !lone.IsLeader() {
+		t.Fatal("the lone node stopped leading its own cluster")
+	}
+	if _, ok := lone.fsm.Get("theirs-0"); ok {
+		t.Fatal("the lone node applied the other cluster's entries")
+	}
+	if l, err := lone.Info(ctx, "mine"); err != nil || l.Owner != "a" {
+		t.Fatalf("the lone node's own lock: %+v, %v", l, err)
+	}
 }

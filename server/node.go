@@ -79,6 +79,7 @@ type Node struct {
 	failed   chan struct{}
 	failOnce sync.Once
 	failErr  error
+	refusals refusalLog // raft connections refused by admitPeer
 }
 
 // Start opens the node's stores under cfg.DataDir/cfg.ID, starts raft
@@ -213,6 +214,7 @@ func (n *Node) startRaft() error {
 	}
 	n.raft = r
 	leader.Set(r)
+	n.stream.setAdmit(n.admitPeer)
 	n.metrics = newMetrics(n.cfg.Registry, n)
 	n.obsCh = make(chan raft.Observation, 64)
 	n.obs = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {

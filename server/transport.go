@@ -2,9 +2,11 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -41,6 +43,12 @@ type streamLayer struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	tracker   raftconn.Tracker
+
+	// admit decides, from the sender named in the header of a raft
+	// connection's first RPC, whether the connection reaches raft. Routing
+	// waits for it (setAdmit), so no RPC reaches raft before it is known.
+	admit      func(sender string) bool
+	admitReady chan struct{}
 }
 
 type advertiseAddr string
@@ -62,7 +70,7 @@ func newStreamLayer(bind, advertise string, dial peerDialer, onForward func(net.
 		ln = tls.NewListener(ln, dial.tls.PeerServer())
 	}
 	s := &streamLayer{ln: ln, advertise: advertiseAddr(advertise), raftConns: make(chan net.Conn),
-		onForward: onForward, dial: dial, done: make(chan struct{})}
+		onForward: onForward, dial: dial, done: make(chan struct{}), admitReady: make(chan struct{})}
 	go s.acceptLoop()
 	return s, nil
 }
@@ -81,22 +89,48 @@ func (s *streamLayer) acceptLoop() {
 	}
 }
 
-// route reads the first byte of c and hands it to raft or to forwarding.
+// setAdmit sets the admission check of raft connections (see admit); call
+// it once.
+func (s *streamLayer) setAdmit(admit func(sender string) bool) {
+	s.admit = admit
+	close(s.admitReady)
+}
+
+// route reads the first byte of c and hands it to raft or to forwarding. A
+// raft connection reaches raft only if admit lets its first RPC's sender in.
 func (s *streamLayer) route(c net.Conn) {
 	c.SetDeadline(time.Now().Add(firstByteTimeout)) // the TLS handshake too
 	br := bufio.NewReader(c)
 	b, err := br.Peek(1)
-	c.SetDeadline(time.Time{})
 	if err != nil {
 		c.Close()
 		return
 	}
 	if b[0] == forwardMagic {
+		c.SetDeadline(time.Time{})
 		br.Discard(1)
 		s.onForward(c, br)
 		return
 	}
-	tc, err := s.tracker.Track(&peekedConn{Conn: c, r: br})
+	// Replay to raft what was read to find the sender.
+	seen := bytes.NewBuffer([]byte{b[0]})
+	br.Discard(1)
+	sender, err := rpcSender(io.TeeReader(br, seen))
+	if err == nil {
+		select {
+		case <-s.admitReady:
+		case <-s.done:
+			err = net.ErrClosed
+		case <-time.After(firstByteTimeout):
+			err = errors.New("raft is not running")
+		}
+	}
+	c.SetDeadline(time.Time{})
+	if err != nil || !s.admit(sender) {
+		c.Close()
+		return
+	}
+	tc, err := s.tracker.Track(&peekedConn{Conn: c, r: io.MultiReader(seen, br)})
 	if err != nil {
 		return // draining: Track closed it
 	}
@@ -167,11 +201,11 @@ func (d peerDialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
 // Addr returns the advertised address.
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
-// peekedConn is a raft connection whose first bytes were buffered while
-// routing.
+// peekedConn is a raft connection whose first bytes were read while
+// routing (r replays them, then reads the rest).
 type peekedConn struct {
 	net.Conn
-	r *bufio.Reader
+	r io.Reader
 }
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -10,11 +11,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/raft"
+
 	"github.com/distlock/distlock/raftconn"
 )
 
-// raftConn dials s and sends the first byte of a raft RPC, so that s routes
-// the connection to raft (Accept).
+// firstRPC is how hashicorp/raft's NetworkTransport opens a connection:
+// an RPC type byte (0, AppendEntries) and the msgpack-encoded request,
+// whose header names the sender.
+func firstRPC(t *testing.T, sender string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	buf.WriteByte(0)
+	req := raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax,
+		ID: []byte(sender), Addr: []byte("127.0.0.1:1")}, Term: 7, PrevLogEntry: 3,
+		Entries: []*raft.Log{{Index: 4, Term: 7, Type: raft.LogCommand, Data: []byte("entry")}}}
+	if err := codec.NewEncoder(&buf, &codec.MsgpackHandle{}).Encode(&req); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// raftConn dials s and sends the first RPC of a raft connection from peer
+// "p1", so that s routes the connection to raft (Accept).
 func raftConn(t *testing.T, s *streamLayer) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", s.ln.Addr().String(), 5*time.Second)
@@ -22,10 +42,67 @@ func raftConn(t *testing.T, s *streamLayer) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := c.Write([]byte{0}); err != nil {
+	if _, err := c.Write(firstRPC(t, "p1")); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// A raft connection reaches raft only if admit lets its sender in, and
+// raft then reads every byte the peer sent, those read to find the sender
+// included.
+func TestRouteAdmitsRaftConnectionsBySender(t *testing.T) {
+	s, err := newStreamLayer("127.0.0.1:0", "", peerDialer{}, func(c net.Conn, _ *bufio.Reader) { c.Close() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.setAdmit(func(sender string) bool { return sender == "p1" })
+	rpc := firstRPC(t, "p1")
+	for _, tt := range []struct {
+		sender string
+		admit  bool
+	}{{"p1", true}, {"stranger", false}} {
+		t.Run(tt.sender, func(t *testing.T) {
+			c, err := net.DialTimeout("tcp", s.ln.Addr().String(), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			sent := append(firstRPC(t, tt.sender), "and the rest"...)
+			if _, err := c.Write(sent); err != nil {
+				t.Fatal(err)
+			}
+			if !tt.admit {
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("a raft connection from %s: read %v, want it closed", tt.sender, err)
+				}
+				return
+			}
+			accepted := make(chan net.Conn, 1)
+			go func() {
+				if got, err := s.Accept(); err == nil {
+					accepted <- got
+				}
+			}()
+			var got net.Conn
+			select {
+			case got = <-accepted:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the connection from p1 never reached raft")
+			}
+			defer got.Close()
+			buf := make([]byte, len(sent))
+			got.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(got, buf); err != nil || !bytes.Equal(buf, sent) {
+				t.Fatalf("raft read %q, %v; want %q", buf, err, sent)
+			}
+			if !bytes.HasPrefix(sent, rpc) {
+				t.Fatal("test set-up: the first RPC differs")
+			}
+		})
+	}
 }
 
 func newTestStreamLayer(t *testing.T) *streamLayer {
@@ -34,6 +111,7 @@ func newTestStreamLayer(t *testing.T) *streamLayer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.setAdmit(func(string) bool { return true })
 	t.Cleanup(func() { s.Close() })
 	return s
 }

@@ -1,0 +1,70 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/raft"
+)
+
+// rpcSender decodes, from r, the header of the raft RPC that opens a
+// connection (after its type byte) and returns the sender's server id, or
+// "" when the header names none. hashicorp/raft's NetworkTransport encodes
+// every request as a msgpack map that holds its RPCHeader's fields (the
+// header is embedded); the other fields are skipped (read, not kept).
+func rpcSender(r io.Reader) (string, error) {
+	var req struct{ raft.RPCHeader } // embedded, as in raft's requests: its fields are the map's own
+	if err := codec.NewDecoder(r, &codec.MsgpackHandle{}).Decode(&req); err != nil {
+		return "", fmt.Errorf("decode the first raft request's header: %w", err)
+	}
+	return string(req.RPCHeader.ID), nil
+}
+
+// admitPeer reports whether raft RPCs from sender may reach this node's
+// raft. A node whose configuration holds only itself has no peer, so a
+// node that sends it raft RPCs belongs to another cluster: typically a
+// one-node cluster's data directory, restarted with the raft address that
+// a new cluster lists. raft would let it follow that cluster's leader over
+// a log that is not that cluster's (both begin with a bootstrap entry at
+// index 1 of term 1), or let its term unseat that leader, so such
+// connections are closed. A node with no configuration yet (one that is
+// joining) and a member of a larger cluster admit everyone, as raft does.
+func (n *Node) admitPeer(sender string) bool {
+	if sender == "" || sender == n.cfg.ID {
+		return true
+	}
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return true // shutting down: raft refuses by itself
+	}
+	servers := f.Configuration().Servers
+	if len(servers) == 1 && servers[0].ID == raft.ServerID(n.cfg.ID) {
+		n.refusals.note(n.log, sender)
+		return false
+	}
+	return true
+}
+
+// refusalLog logs a refused peer at most once a minute per sender (raft
+// redials it on every heartbeat).
+type refusalLog struct {
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (r *refusalLog) note(log interface{ Warn(string, ...any) }, sender string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.last == nil {
+		r.last = make(map[string]time.Time)
+	}
+	if t, ok := r.last[sender]; ok && time.Since(t) < time.Minute {
+		return
+	}
+	r.last[sender] = time.Now()
+	log.Warn("refusing raft connections from a node of another cluster: this node's cluster has no member but itself "+
+		"(is its data directory from an earlier one-node cluster?)", "sender", sender)
+}
