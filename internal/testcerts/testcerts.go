@@ -8,6 +8,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -69,6 +70,27 @@ func NewCA(dir, name string) (*CA, error) {
 // and name-key.pem, replacing earlier files of that name.
 func (ca *CA) Issue(name string, hosts ...string) (Pair, error) {
 	return ca.issue(name, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, hosts)
+}
+
+// Certificate issues a certificate for name as Issue does and returns it
+// loaded, for a tls.Config.
+func (ca *CA) Certificate(name string, hosts ...string) (tls.Certificate, error) {
+	p, err := ca.Issue(name, hosts...)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	cert, err := tls.LoadX509KeyPair(p.CertFile, p.KeyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("testcerts: %w", err)
+	}
+	return cert, nil
+}
+
+// Pool returns a certificate pool that holds the CA's certificate.
+func (ca *CA) Pool() *x509.CertPool {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	return pool
 }
 
 // IssueClient signs a certificate for name valid for client
