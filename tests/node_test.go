@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -415,5 +416,66 @@ func TestExitStatuses(t *testing.T) {
 				t.Fatalf("exit %d, stderr %q; want exit %d mentioning %q", got, stderr.String(), tt.code, tt.says)
 			}
 		})
+	}
+}
+
+// The README's order, with the real binary: a first node alone makes a
+// one-node cluster in its data directory; started again there with the
+// --peers of a new cluster, it refuses to start (exit 1, saying what to
+// do) instead of mixing two clusters; started without them, it keeps its
+// own cluster and lock, and refuses the raft connections of the new
+// cluster, whose two other nodes serve on their own.
+func TestStaleDataDirectoryAndANewCluster(t *testing.T) {
+	lone := newProc(t, "node1")
+	lone.start()
+	ctx := ctxFor(t)
+	if err := lone.redis(2).Do(ctx, "LOCK.ACQUIRE", "mine", "a", "60s").Err(); err != nil {
+		t.Fatal(err)
+	}
+	lone.stop()
+
+	n2, n3 := newProc(t, "node2"), newProc(t, "node3")
+	peersOf := func(self *proc, all ...*proc) string {
+		var ps []string
+		for _, p := range all {
+			if p != self {
+				ps = append(ps, fmt.Sprintf("%s:127.0.0.1:%d", p.id, p.raftPort))
+			}
+		}
+		return strings.Join(ps, ",")
+	}
+	lone.extra = []string{"--peers", peersOf(lone, lone, n2, n3)}
+	start, cancel := context.WithTimeout(ctx, 20*time.Second) // a node that starts is killed
+	defer cancel()
+	cmd := exec.CommandContext(start, nodeBin, lone.args()...)
+	out, err := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); err == nil || code != 1 || !strings.Contains(string(out), "holds another cluster") {
+		t.Fatalf("node1 on a one-node cluster's data with --peers: exit %d (%v)\n%s\nwant exit 1 saying it holds another cluster", code, err, out)
+	}
+
+	lone.extra = nil
+	lone.start()
+	n2.extra = []string{"--peers", peersOf(n2, lone, n2, n3)}
+	n3.extra = []string{"--peers", peersOf(n3, lone, n2, n3)}
+	n2.launch()
+	n3.launch()
+	n2.waitReady()
+	n3.waitReady()
+	if err := n2.redis(2).Do(ctx, "LOCK.ACQUIRE", "theirs", "b", "60s").Err(); err != nil {
+		t.Fatalf("the new cluster: %v", err)
+	}
+	time.Sleep(time.Second) // its leader keeps dialing node1 meanwhile
+	owner, err := lone.redis(2).Do(ctx, "GET", "mine").Text()
+	if err != nil || owner != "a" {
+		t.Fatalf("node1's own lock: %q, %v", owner, err)
+	}
+	if err := lone.redis(2).Do(ctx, "GET", "theirs").Err(); err != redis.Nil {
+		t.Fatalf("node1 sees the other cluster's lock: %v", err)
+	}
+	if code, m := httpJSON(t, "GET", lone.url("/cluster/info"), ""); code != 200 || m["leader_id"] != "node1" {
+		t.Fatalf("node1's cluster: %d %v", code, m)
+	}
+	if err := n3.redis(2).Do(ctx, "LOCK.RELEASE", "theirs", "b").Err(); err != nil {
+		t.Fatalf("the new cluster after a second: %v", err)
 	}
 }
