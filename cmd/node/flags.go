@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -150,6 +151,9 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 			*respPort = defaultRESPPort
 		}
 	}
+	if err := distinctPorts(map[string]int{"port": *port, "raft-port": *raftPort, "resp-port": *respPort}); err != nil {
+		return server.Config{}, nil, err
+	}
 	addr := func(p int) string { return net.JoinHostPort(*bind, strconv.Itoa(p)) }
 	cfg := server.Config{
 		ID:                *id,
@@ -193,6 +197,24 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 		cfg.RaftAdvertise = net.JoinHostPort(*advertise, strconv.Itoa(*raftPort))
 	}
 	return cfg, logger, nil
+}
+
+// distinctPorts refuses two listeners on one port (0, a free one, aside),
+// before the node creates its data directory.
+func distinctPorts(ports map[string]int) error {
+	names := make([]string, 0, len(ports))
+	for name := range ports {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for i, a := range names {
+		for _, b := range names[i+1:] {
+			if ports[a] != 0 && ports[a] == ports[b] {
+				return fmt.Errorf("--%s and --%s are both %d: each listener needs a port of its own", a, b, ports[a])
+			}
+		}
+	}
+	return nil
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {

@@ -95,6 +95,9 @@ func TestParseConfigRejectsBadFlags(t *testing.T) {
 		{args: []string{"--tls-cert-file", "/x.pem"}, want: "--tls-*: tls: a certificate, its key and a CA file"},
 		{args: []string{"--tls-cert-file", "/x.pem", "--tls-key-file", "/y.pem", "--tls-ca-cert-file", "/does/not/exist"}, want: "CA file"},
 		{args: []string{"--tls-ca-cert-file", "/x.pem", "--tls-auth-clients", "maybe"}, want: "want yes, optional or no"},
+		{args: []string{"--resp-port", "8001"}, want: "--port and --resp-port are both 8001"},
+		{args: []string{"--port", "9001"}, want: "--port and --raft-port are both 9001"},
+		{args: []string{"--port", "8002", "--raft-port", "6380"}, want: "--raft-port and --resp-port are both 6380"},
 	}
 	for _, tt := range tests {
 		_, _, err := parseConfig(tt.args, func(k string) string { return tt.env[k] }, os.ReadFile)
