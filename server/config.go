@@ -78,6 +78,11 @@ type Config struct {
 	// SnapshotInterval is how often a snapshot is taken when anything was
 	// applied since the last one. Default 5m.
 	SnapshotInterval time.Duration
+	// ClockCheckpoint is how far the state machine's cluster time may lag
+	// the leader's clock while locks are held before the leader writes an
+	// entry that only carries time, which bounds how much longer than its
+	// TTL a lock lives across a failover. Default 1s.
+	ClockCheckpoint time.Duration
 	// SnapshotThreshold is the number of log entries since the last snapshot
 	// that triggers a new one. Default 8192.
 	SnapshotThreshold uint64
@@ -179,6 +184,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.TrailingLogs == 0 {
 		cfg.TrailingLogs = 10240
+	}
+	if cfg.ClockCheckpoint <= 0 {
+		cfg.ClockCheckpoint = defaultClockCheckpoint
 	}
 	if cfg.MaxClients == 0 {
 		cfg.MaxClients = 10000

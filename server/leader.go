@@ -22,7 +22,7 @@ import (
 // carry base + (monotonic now - monotonic start). Because the state machine
 // keeps the maximum of the times it has seen, cluster time never runs
 // backwards across leaders; a failover pauses it (locks live a little
-// longer, never shorter; clockCheckpoint bounds by how much).
+// longer, never shorter; Config.ClockCheckpoint bounds by how much).
 type leadership struct {
 	mu      sync.Mutex
 	ready   bool
@@ -176,20 +176,21 @@ func (n *Node) leadTerm(ctx context.Context) {
 // with a nearer deadline than the one it waits for is noticed promptly.
 const maxExpiryCheck = 10 * time.Millisecond
 
-// clockCheckpoint bounds how far the state machine's cluster time may fall
-// behind the leader's clock while locks are held: the expiry loop then
-// proposes an entry that only carries time. Cluster time moves only with
+// defaultClockCheckpoint is Config.ClockCheckpoint's default: how far the
+// state machine's cluster time may fall behind the leader's clock while
+// locks are held before the expiry loop proposes an entry that only
+// carries time. Cluster time moves only with
 // entries, and a new leader starts from the last one, so without these a
 // failover after a quiet spell of d would give every lock d more time
 // (etcd, which restarts every lease's TTL on a leader change, bounds the
 // same with its lease checkpoints). With them a lock outlives its TTL by at
 // most this much plus the time with no leader, for an entry a second while
 // locks are held and nothing else is written.
-const clockCheckpoint = time.Second
+const defaultClockCheckpoint = time.Second
 
 // expireLoop proposes an expire entry whenever the earliest lock deadline
 // has passed in cluster time, or the state machine's cluster time lags the
-// leader's by clockCheckpoint while a lock is held. It proposes nothing
+// leader's by Config.ClockCheckpoint while a lock is held. It proposes nothing
 // while no lock is held.
 func (n *Node) expireLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
@@ -206,7 +207,7 @@ func (n *Node) expireLoop(ctx context.Context) {
 			if err != nil {
 				return
 			}
-			if next <= now || now-n.fsm.Now() >= clockCheckpoint {
+			if next <= now || now-n.fsm.Now() >= n.cfg.ClockCheckpoint {
 				actx, cancel := context.WithTimeout(ctx, applyTimeout)
 				_, err := n.apply(actx, raftfsm.Command{Op: raftfsm.OpExpire})
 				cancel()

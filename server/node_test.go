@@ -175,7 +175,7 @@ func TestNodeExpiresWithoutTraffic(t *testing.T) {
 }
 
 // While a lock is held and nothing is written, the leader still moves the
-// state machine's cluster time along (clockCheckpoint), so that a new
+// state machine's cluster time along (Config.ClockCheckpoint), so that a new
 // leader, which starts from it, does not hand every lock the quiet spell
 // again; and a restart keeps the lock's remaining time, not its time at
 // the last write.
@@ -188,7 +188,7 @@ func TestNodeCheckpointsClusterTimeWhileLocksAreHeld(t *testing.T) {
 	}
 	t0 := n.fsm.Now()
 	waitFor(t, 5*time.Second, "cluster time to move on without writes", func() bool {
-		return n.fsm.Now() >= t0+2*clockCheckpoint
+		return n.fsm.Now() >= t0+2*defaultClockCheckpoint
 	})
 	quiet := n.fsm.Now() - t0
 	n.Close()
@@ -198,7 +198,7 @@ func TestNodeCheckpointsClusterTimeWhileLocksAreHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if limit := time.Minute - quiet + clockCheckpoint; l.Remaining > limit {
+	if limit := time.Minute - quiet + defaultClockCheckpoint; l.Remaining > limit {
 		t.Fatalf("remaining after %s without writes and a restart = %s, want at most %s", quiet, l.Remaining, limit)
 	}
 }

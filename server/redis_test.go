@@ -24,7 +24,7 @@ func do(t *testing.T, n *Node, args ...string) lockapi.Value {
 // a lock for the lock service, a lock is a string for GET, EVALSHA of an
 // unknown script is refused before the log, and DEL wakes a waiter.
 func TestNodeDoSharesTheLockKeyspace(t *testing.T) {
-	n := startNode(t, t.TempDir(), nil)
+	n := startNode(t, t.TempDir(), noClockCheckpoints) // it counts the log's entries
 	ctx := ctxT(t)
 	if v := do(t, n, "SET", "k", "alice", "NX", "PX", "30000"); v.String() != "OK" {
 		t.Fatalf("SET = %v", v)

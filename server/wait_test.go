@@ -340,8 +340,8 @@ func TestWaitStress(t *testing.T) {
 // the queue without a raft entry (it would be refused); releases then hand
 // the lock down the queue, one entry per handover.
 func TestQueuedWaiterProposesNothingUntilItsTurn(t *testing.T) {
-	n := startNode(t, t.TempDir(), nil)
-	waitRegistered(t, n) // then the tests' own commands are all the log receives
+	n := startNode(t, t.TempDir(), noClockCheckpoints) // it counts the log's entries
+	waitRegistered(t, n)                               // then the tests' own commands are all the log receives
 	ctx := ctxT(t)
 	a, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute})
 	if err != nil {
@@ -378,8 +378,8 @@ func TestQueuedWaiterProposesNothingUntilItsTurn(t *testing.T) {
 // trying and whose wait ends tries once, so the refusal it answers comes
 // from a raft entry, as of the end of its wait.
 func TestQueuedWaiterTimeoutIsRaftsRefusal(t *testing.T) {
-	n := startNode(t, t.TempDir(), nil)
-	waitRegistered(t, n) // then the tests' own commands are all the log receives
+	n := startNode(t, t.TempDir(), noClockCheckpoints) // it counts the log's entries
+	waitRegistered(t, n)                               // then the tests' own commands are all the log receives
 	ctx := ctxT(t)
 	if _, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: time.Minute}); err != nil {
 		t.Fatal(err)
@@ -559,3 +559,7 @@ func TestRESPWaiterThatHangsUpLeavesTheQueue(t *testing.T) {
 			"the lock went to a client that is gone and is held for its full TTL", stillQueued, info, err)
 	}
 }
+
+// noClockCheckpoints is a startNode option for tests that count the log's
+// entries while a lock is held: no time-only entry comes between.
+func noClockCheckpoints(c *Config) { c.ClockCheckpoint = time.Hour }
