@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/bits"
 	mrand "math/rand/v2"
 	"os"
 	"strings"
@@ -233,6 +234,7 @@ func (c *Client) do(ctx context.Context, r request) (result, error) {
 	}
 	n := len(c.nodes)
 	var last error
+	var refused uint64  // nodes (by index, the first 64) that refused the TLS connection
 	tried, step := 0, 0 // nodes tried since the last pause; pauses so far
 	for i := 0; i < attempts; i++ {
 		if i > 0 && tried >= n {
@@ -270,6 +272,12 @@ func (c *Client) do(ctx context.Context, r request) (result, error) {
 		}
 		k, werr := classify(c.cfg.Addrs[idx], err, aerr != nil)
 		last = werr
+		if tlsRefusal(err) && idx < 64 {
+			refused |= 1 << idx
+			if bits.OnesCount64(refused) == n { // every node refuses this client: that will not change
+				k = fatal
+			}
+		}
 		if k == fatal {
 			return res, fmt.Errorf("%s: %w", r.op, werr)
 		}

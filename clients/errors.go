@@ -129,11 +129,11 @@ func classify(addr string, err error, timedOut bool) (kind, error) {
 	if errors.Is(err, redis.ErrClosed) {
 		return fatal, ErrClosed
 	}
-	if errors.As(err, &op) && op.Op == "remote error" {
-		// A TLS alert from the node: it refused this client's connection
-		// (no certificate, or one it does not trust) before reading any
-		// request, and will refuse it again.
-		return fatal, fmt.Errorf("node %s refused the TLS connection: %w", addr, err)
+	if tlsRefusal(err) {
+		// The node refused this client's connection (no certificate, or
+		// one it does not trust) before reading any request: another node
+		// may take it (do fails at once when every node refuses).
+		return untouched, fmt.Errorf("node %s refused the TLS connection: %w", addr, err)
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || timedOut {
 		return unknown, fmt.Errorf("%w: node %s did not answer in time (%w)", ErrTimeout, addr, ErrUnknownOutcome)
@@ -141,4 +141,11 @@ func classify(addr string, err error, timedOut bool) (kind, error) {
 	// The connection failed after it was set up: the request may have been
 	// applied.
 	return unknown, fmt.Errorf("%w: node %s: %w", ErrUnknownOutcome, addr, err)
+}
+
+// tlsRefusal reports whether err is a TLS alert from the node (a
+// "remote error" of crypto/tls).
+func tlsRefusal(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
 }

@@ -13,11 +13,11 @@ import (
 )
 
 // A node that refuses this client's TLS connection (it wants a client
-// certificate the client does not have) fails the call at once with what
-// happened, not as an outcome unknown retried on every node.
-func TestTLSRefusalIsNotAnUnknownOutcome(t *testing.T) {
-	dir := t.TempDir()
-	ca, err := testcerts.NewCA(dir, "clients-test")
+// certificate the client does not have) never ran the request: the client
+// moves on to the next node, and when every node refuses, it fails with
+// what happened, not as an outcome unknown.
+func TestTLSRefusal(t *testing.T) {
+	ca, err := testcerts.NewCA(t.TempDir(), "clients-test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,28 +25,40 @@ func TestTLSRefusalIsNotAnUnknownOutcome(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := ca.Pool()
-	raw, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	state := &fakeState{}
+	listen := func(auth tls.ClientAuthType) string {
+		raw, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln := tls.NewListener(raw, &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: ca.Pool(), ClientAuth: auth})
+		t.Cleanup(func() { ln.Close() })
+		n := &fakeNode{t: t, state: state}
+		go redcon.Serve(ln, n.serve, func(redcon.Conn) bool { return true }, nil)
+		return raw.Addr().String()
 	}
-	ln := tls.NewListener(raw, &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool,
-		ClientAuth: tls.RequireAndVerifyClientCert})
-	t.Cleanup(func() { ln.Close() })
-	n := &fakeNode{t: t, state: &fakeState{}}
-	go redcon.Serve(ln, n.serve, func(redcon.Conn) bool { return true }, nil)
+	refusing, serving := listen(tls.RequireAndVerifyClientCert), listen(tls.NoClientCert)
+	client := func(addrs ...string) *Client {
+		c, err := New(Config{Addrs: addrs, TLSConfig: &tls.Config{RootCAs: ca.Pool()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
 
-	c, err := New(Config{Addrs: []string{raw.Addr().String()}, TLSConfig: &tls.Config{RootCAs: pool}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_, err = c.Info(ctxFor(t), "k")
-	if err == nil {
-		t.Fatal("Info over a refused TLS connection succeeded")
-	}
-	if errors.Is(err, ErrUnknownOutcome) || strings.Contains(err.Error(), "gave up") ||
-		!strings.Contains(err.Error(), "refused the TLS connection") {
-		t.Fatalf("Info: %v; want the TLS refusal, at once", err)
-	}
+	t.Run("every node refuses", func(t *testing.T) {
+		_, err := client(refusing).Info(ctxFor(t), "k")
+		if err == nil || errors.Is(err, ErrUnknownOutcome) || !strings.Contains(err.Error(), "refused the TLS connection") {
+			t.Fatalf("Info: %v; want the TLS refusal, not an unknown outcome", err)
+		}
+	})
+	t.Run("another node serves", func(t *testing.T) {
+		c := client(refusing, serving)
+		for i := range 3 {
+			if _, err := c.Info(ctxFor(t), "k"); err != nil && !errors.Is(err, ErrNotFound) {
+				t.Fatalf("call %d: %v; want the serving node's answer (not found)", i, err)
+			}
+		}
+	})
 }
