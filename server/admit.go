@@ -49,17 +49,26 @@ func (n *Node) admitPeer(sender string) bool {
 }
 
 // refusalLog logs a refused peer at most once a minute per sender (raft
-// redials it on every heartbeat).
+// redials it on every heartbeat). Sender ids come from the network: it
+// keeps at most refusalSenders of them, each cut to refusalIDLen bytes.
 type refusalLog struct {
 	mu   sync.Mutex
 	last map[string]time.Time
 }
 
+const (
+	refusalSenders = 64
+	refusalIDLen   = 64
+)
+
 func (r *refusalLog) note(log interface{ Warn(string, ...any) }, sender string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.last == nil {
-		r.last = make(map[string]time.Time)
+	if len(sender) > refusalIDLen {
+		sender = sender[:refusalIDLen] + "..."
+	}
+	if r.last == nil || len(r.last) >= refusalSenders {
+		r.last = make(map[string]time.Time) // forget: at worst a sender is logged again
 	}
 	if t, ok := r.last[sender]; ok && time.Since(t) < time.Minute {
 		return

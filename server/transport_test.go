@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,5 +189,22 @@ func TestConnectionsAfterDrainAreRefused(t *testing.T) {
 	s.Close()
 	if _, err := s.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept after Close: %v", err)
+	}
+}
+
+// The log of refused senders stays small whatever ids the network sends.
+func TestRefusalLogIsBounded(t *testing.T) {
+	var r refusalLog
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	long := strings.Repeat("x", 1<<16)
+	for i := range 1000 {
+		r.note(quiet, fmt.Sprint(i, long))
+	}
+	size := 0
+	for k := range r.last {
+		size += len(k)
+	}
+	if len(r.last) > refusalSenders || size > refusalSenders*(refusalIDLen+3) {
+		t.Fatalf("refusal log holds %d senders in %d bytes", len(r.last), size)
 	}
 }
