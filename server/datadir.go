@@ -18,43 +18,70 @@ import (
 // log), and its state machine would disagree with the others'.
 var ErrOtherCluster = errors.New("the data directory holds another cluster than --peers describes")
 
-// storedConfiguration returns the latest membership recorded in a node's
-// stores: the newest snapshot's, replaced by any configuration entry in
-// the log after it. It reads what raft.NewRaft would, before raft starts
-// and can talk to anyone.
-func storedConfiguration(logs raft.LogStore, snaps raft.SnapshotStore) (raft.Configuration, error) {
-	var conf raft.Configuration
+// storedMembership is what a node's stores say of its membership.
+type storedMembership struct {
+	// latest is the membership raft will start with.
+	latest raft.Configuration
+	// ever is every server id in a membership the stores hold: the
+	// newest snapshot's and each configuration entry in the log.
+	ever []string
+	// complete reports that the log still begins with the bootstrap
+	// entry, so ever holds every member the node's cluster has had.
+	complete bool
+}
+
+// storedConfiguration reads the membership raft would load (the newest
+// snapshot's, replaced by any configuration entry in the log after it),
+// and every membership the stores hold, before raft starts and can talk to
+// anyone.
+func storedConfiguration(logs raft.LogStore, snaps raft.SnapshotStore) (storedMembership, error) {
+	var m storedMembership
 	var after uint64
-	metas, err := snaps.List()
-	if err != nil {
-		return conf, fmt.Errorf("list snapshots: %w", err)
-	}
-	if len(metas) > 0 {
-		conf, after = metas[0].Configuration, metas[0].Index
-	}
-	first, err := logs.FirstIndex()
-	if err != nil {
-		return conf, fmt.Errorf("first log index: %w", err)
-	}
-	last, err := logs.LastIndex()
-	if err != nil {
-		return conf, fmt.Errorf("last log index: %w", err)
-	}
-	if last == 0 {
-		return conf, nil
-	}
-	for i := max(first, after+1); i <= last; i++ {
-		var l raft.Log
-		if err := logs.GetLog(i, &l); err != nil {
-			return conf, fmt.Errorf("read log entry %d: %w", i, err)
-		}
-		if l.Type == raft.LogConfiguration {
-			if conf, err = decodeConfiguration(l.Data); err != nil {
-				return conf, fmt.Errorf("log entry %d: %w", i, err)
+	seen := func(c raft.Configuration) {
+		for _, s := range c.Servers {
+			if !slices.Contains(m.ever, string(s.ID)) {
+				m.ever = append(m.ever, string(s.ID))
 			}
 		}
 	}
-	return conf, nil
+	metas, err := snaps.List()
+	if err != nil {
+		return m, fmt.Errorf("list snapshots: %w", err)
+	}
+	if len(metas) > 0 {
+		m.latest, after = metas[0].Configuration, metas[0].Index
+		seen(m.latest)
+	}
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return m, fmt.Errorf("first log index: %w", err)
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return m, fmt.Errorf("last log index: %w", err)
+	}
+	if last == 0 {
+		return m, nil
+	}
+	m.complete = first <= 1
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return m, fmt.Errorf("read log entry %d: %w", i, err)
+		}
+		if l.Type != raft.LogConfiguration {
+			continue
+		}
+		c, err := decodeConfiguration(l.Data)
+		if err != nil {
+			return m, fmt.Errorf("log entry %d: %w", i, err)
+		}
+		seen(c)
+		if i > after {
+			m.latest = c
+		}
+	}
+	return m, nil
 }
 
 // decodeConfiguration is raft.DecodeConfiguration, which panics on bytes
@@ -72,39 +99,46 @@ func decodeConfiguration(data []byte) (conf raft.Configuration, err error) {
 // it was started with. A node with state takes its membership from its
 // data and ignores --peers (membership changes since the bootstrap, by
 // --join or CLUSTER.LEAVE, are in the log), so a difference is normal; but
-// when none of the peers is a member, the data belongs to another cluster
-// than the one --peers describes, and starting would mix the two
-// (ErrOtherCluster). It returns a note to log when the two differ
-// otherwise, or "".
-func checkPeers(self string, peers []Peer, conf raft.Configuration) (string, error) {
-	if len(peers) == 0 || len(conf.Servers) == 0 {
-		return "", nil
+// when none of the peers has ever been a member, as far as the data goes
+// back to the bootstrap, the data belongs to another cluster than the one
+// --peers describes, and starting would mix the two (ErrOtherCluster).
+// When the log no longer goes back that far it cannot tell, and only
+// warns. It returns a note to log, or "", and whether the note is a
+// warning.
+func checkPeers(self string, peers []Peer, m storedMembership) (note string, warn bool, err error) {
+	if len(peers) == 0 || len(m.latest.Servers) == 0 {
+		return "", false, nil
 	}
 	var members []string
-	for _, s := range conf.Servers {
+	for _, s := range m.latest.Servers {
 		members = append(members, string(s.ID))
 	}
 	var named []string
 	shared := false
 	for _, p := range peers {
 		named = append(named, p.ID)
-		if p.ID != self && slices.Contains(members, p.ID) {
+		if p.ID != self && slices.Contains(m.ever, p.ID) {
 			shared = true
 		}
 	}
 	slices.Sort(members)
 	slices.Sort(named)
-	if !shared {
-		return "", fmt.Errorf("%w: its members are %s; --peers names %s, none of them a member. "+
+	if !shared && m.complete {
+		return "", false, fmt.Errorf("%w: its members are %s; --peers names %s, none of them ever a member. "+
 			"To start this node as a new member of the cluster --peers describes, move the directory away "+
 			"or give the node another --data-dir; to keep its own cluster, start it with that cluster's flags",
 			ErrOtherCluster, strings.Join(members, ","), strings.Join(named, ","))
+	}
+	if !shared {
+		return fmt.Sprintf("--peers (%s) names no member of the cluster in the data directory (%s) as far as its log "+
+			"goes back: if the data is of another cluster, stop the node and move the directory away",
+			strings.Join(named, ","), strings.Join(members, ",")), true, nil
 	}
 	want := append([]string{self}, named...)
 	slices.Sort(want)
 	if !slices.Equal(members, want) {
 		return fmt.Sprintf("--peers (%s) differs from the membership in the data directory (%s), which is the one used",
-			strings.Join(named, ","), strings.Join(members, ",")), nil
+			strings.Join(named, ","), strings.Join(members, ",")), false, nil
 	}
-	return "", nil
+	return "", false, nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -30,60 +31,87 @@ func peers(ids ...string) []Peer {
 	return p
 }
 
+// stored is a storedMembership whose latest membership is latest and
+// whose log goes back to the bootstrap (complete) with the memberships
+// history (latest's members are added).
+func stored(latest raft.Configuration, complete bool, history ...string) storedMembership {
+	m := storedMembership{latest: latest, ever: history, complete: complete}
+	for _, s := range latest.Servers {
+		m.ever = append(m.ever, string(s.ID))
+	}
+	return m
+}
+
 func TestCheckPeers(t *testing.T) {
 	tests := []struct {
 		name     string
 		peers    []Peer
-		conf     raft.Configuration
+		m        storedMembership
 		wantErr  bool
 		wantNote bool
+		wantWarn bool
 	}{
-		{"no peers given", nil, members("n1"), false, false},
-		{"no membership stored", peers("n2", "n3"), raft.Configuration{}, false, false},
-		{"same membership", peers("n2", "n3"), members("n1", "n2", "n3"), false, false},
-		{"same membership, other order", peers("n3", "n2"), members("n3", "n1", "n2"), false, false},
-		{"a node joined since", peers("n2", "n3"), members("n1", "n2", "n3", "n4"), false, true},
-		{"a peer left since", peers("n2", "n3"), members("n1", "n2"), false, true},
-		{"this node was removed", peers("n2", "n3"), members("n2", "n3"), false, true},
-		{"a one-node cluster started with peers", peers("n2", "n3"), members("n1"), true, false},
-		{"another cluster altogether", peers("n2", "n3"), members("n1", "x2", "x3"), true, false},
-		{"only this node in common", peers("n1", "n2"), members("n1", "x2"), true, false},
+		{"no peers given", nil, stored(members("n1"), true), false, false, false},
+		{"no membership stored", peers("n2", "n3"), storedMembership{}, false, false, false},
+		{"same membership", peers("n2", "n3"), stored(members("n1", "n2", "n3"), true), false, false, false},
+		{"same membership, other order", peers("n3", "n2"), stored(members("n3", "n1", "n2"), true), false, false, false},
+		{"a node joined since", peers("n2", "n3"), stored(members("n1", "n2", "n3", "n4"), true), false, true, false},
+		{"a peer left since", peers("n2", "n3"), stored(members("n1", "n2"), true, "n3"), false, true, false},
+		{"this node was removed", peers("n2", "n3"), stored(members("n2", "n3"), true, "n1"), false, true, false},
+		{"scaled down to this node", peers("n2", "n3"), stored(members("n1"), true, "n2", "n3"), false, true, false},
+		{"every peer replaced", peers("n2", "n3"), stored(members("n1", "n4", "n5"), true, "n2", "n3"), false, true, false},
+		{"a one-node cluster started with peers", peers("n2", "n3"), stored(members("n1"), true), true, false, false},
+		{"another cluster altogether", peers("n2", "n3"), stored(members("n1", "x2", "x3"), true), true, false, false},
+		{"only this node in common", peers("n1", "n2"), stored(members("n1", "x2"), true), true, false, false},
+		{"a one-node cluster, its log compacted", peers("n2", "n3"), stored(members("n1"), false), false, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			note, err := checkPeers("n1", tt.peers, tt.conf)
+			note, warn, err := checkPeers("n1", tt.peers, tt.m)
 			if (err != nil) != tt.wantErr {
 				t.Fatalf("err = %v, want error %v", err, tt.wantErr)
 			}
 			if err != nil && !errors.Is(err, ErrOtherCluster) {
 				t.Fatalf("err = %v, want ErrOtherCluster", err)
 			}
-			if (note != "") != tt.wantNote {
-				t.Fatalf("note = %q, want a note %v", note, tt.wantNote)
+			if (note != "") != tt.wantNote || warn != tt.wantWarn {
+				t.Fatalf("note = %q (warning %v), want a note %v (warning %v)", note, warn, tt.wantNote, tt.wantWarn)
 			}
 		})
 	}
 }
 
+// A node whose cluster was scaled down to itself (CLUSTER.LEAVE of the
+// others) restarts with the flags it always had: its peers were members.
+func TestStartAfterAScaleDownToOneNode(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	l := c.leader()
+	for _, i := range []int{(l + 1) % 3, (l + 2) % 3} {
+		if err := c.nodes[l].Leave(ctxT(t), c.cfgs[i].ID); err != nil {
+			t.Fatal(err)
+		}
+		c.stop(i)
+	}
+	c.stop(l)
+	c.start(l)
+	waitFor(t, 5*time.Second, "the remaining member to lead", c.nodes[l].IsLeader)
+}
+
 // A node that made a one-node cluster (a first `go run ./cmd/node`) and is
 // started again with --peers must refuse: raft would otherwise let it
 // follow the new cluster's leader over a log that is not that cluster's.
-// With or without a snapshot, the membership is read from the stores.
+// Once a snapshot has compacted the bootstrap entry away, the stores no
+// longer tell, and it starts with a warning (admitPeer still keeps the
+// other cluster out).
 func TestStartRefusesTheDataOfAnotherCluster(t *testing.T) {
-	for _, snapshot := range []bool{false, true} {
-		name := "log"
-		if snapshot {
-			name = "snapshot"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, compacted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compacted=%v", compacted), func(t *testing.T) {
 			dir := t.TempDir()
-			// One entry kept behind a snapshot: the membership must come
-			// from the snapshot, not the bootstrap entry.
-			n := startNode(t, dir, func(c *Config) { c.TrailingLogs = 1 })
+			n := startNode(t, dir, func(c *Config) { c.TrailingLogs = 1 }) // one entry kept behind a snapshot
 			if _, err := n.Acquire(ctxT(t), lockapi.AcquireRequest{Key: "k", Owner: "a", TTL: 60e9}); err != nil {
 				t.Fatal(err)
 			}
-			if snapshot {
+			if compacted {
 				waitRegistered(t, n)
 				if err := n.raft.Snapshot().Error(); err != nil {
 					t.Fatal(err)
@@ -95,15 +123,27 @@ func TestStartRefusesTheDataOfAnotherCluster(t *testing.T) {
 			n.Close()
 
 			addrs := freeAddrs(t, 2)
+			var logs bytes.Buffer // read once the node is closed
 			cfg := Config{ID: "n1", DataDir: dir, RaftAddr: "127.0.0.1:0",
-				Peers: []Peer{{ID: "n2", Addr: addrs[0]}, {ID: "n3", Addr: addrs[1]}}}
+				Peers:  []Peer{{ID: "n2", Addr: addrs[0]}, {ID: "n3", Addr: addrs[1]}},
+				Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 			m, err := Start(cfg)
-			if err == nil {
+			if compacted {
+				if err != nil {
+					t.Fatalf("Start on compacted data: %v; want a start with a warning", err)
+				}
 				m.Close()
-				t.Fatal("Start with the peers of another cluster succeeded")
-			}
-			if !errors.Is(err, ErrOtherCluster) || !strings.Contains(err.Error(), "n2,n3") {
-				t.Fatalf("Start: %v; want ErrOtherCluster naming the peers", err)
+				if !strings.Contains(logs.String(), "names no member") {
+					t.Fatalf("no warning logged:\n%s", logs.String())
+				}
+			} else {
+				if err == nil {
+					m.Close()
+					t.Fatal("Start with the peers of another cluster succeeded")
+				}
+				if !errors.Is(err, ErrOtherCluster) || !strings.Contains(err.Error(), "n2,n3") {
+					t.Fatalf("Start: %v; want ErrOtherCluster naming the peers", err)
+				}
 			}
 
 			// Its own flags still start it, with its lock.

@@ -178,15 +178,17 @@ func (n *Node) startRaft() error {
 	} else if !has && n.cfg.Join == "" {
 		bootstrap = true
 	} else if has && len(n.cfg.Peers) > 0 {
-		conf, err := storedConfiguration(store, snaps)
+		stored, err := storedConfiguration(store, snaps)
 		if err != nil {
 			return fmt.Errorf("read the membership in the data directory %s: %w", n.dir(), err)
 		}
-		note, err := checkPeers(n.cfg.ID, n.cfg.Peers, conf)
-		if err != nil {
+		note, warn, err := checkPeers(n.cfg.ID, n.cfg.Peers, stored)
+		switch {
+		case err != nil:
 			return fmt.Errorf("%s: %w", n.dir(), err)
-		}
-		if note != "" {
+		case warn:
+			n.log.Warn(note)
+		case note != "":
 			n.log.Info(note)
 		}
 	}
