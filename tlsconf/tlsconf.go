@@ -150,19 +150,49 @@ func ReadCAFile(path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Clients returns the configuration of the RESP and HTTP ports.
+// Clients returns the configuration of the RESP and HTTP ports. A client
+// certificate must be of the clients' CA and valid for client
+// authentication, as crypto/tls checks it, or be this node's own current
+// certificate: the node's health check presents it, and with a CA of the
+// clients' own (ClientCAFile) that CA did not sign it.
 func (c *Config) Clients() *tls.Config {
-	auth := map[ClientAuth]tls.ClientAuthType{
-		ClientCertRequired: tls.RequireAndVerifyClientCert,
-		ClientCertOptional: tls.VerifyClientCertIfGiven,
-		ClientCertIgnored:  tls.NoClientCert,
-	}[c.clientAuth]
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: c.serverCertificate,
-		ClientCAs:      c.clientRoots,
-		ClientAuth:     auth,
+		ClientCAs:      c.clientRoots, // the CAs the request names
 	}
+	switch c.clientAuth {
+	case ClientCertIgnored:
+		cfg.ClientAuth = tls.NoClientCert
+		return cfg
+	case ClientCertRequired:
+		cfg.ClientAuth = tls.RequireAnyClientCert // verified by verifyClient
+	default:
+		cfg.ClientAuth = tls.RequestClientCert // verified by verifyClient if given
+	}
+	cfg.VerifyConnection = c.verifyClient
+	return cfg
+}
+
+// verifyClient checks the client certificate a client port was given, if
+// any (the ClientAuth of Clients refuses a missing one where required).
+func (c *Config) verifyClient(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	leaf := cs.PeerCertificates[0]
+	if own := c.pair.get(); own != nil && own.Leaf != nil && leaf.Equal(own.Leaf) {
+		return nil
+	}
+	inter := x509.NewCertPool()
+	for _, ic := range cs.PeerCertificates[1:] {
+		inter.AddCert(ic)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.clientRoots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		return fmt.Errorf("tls: client certificate: %w", err)
+	}
+	return nil
 }
 
 // PeerServer returns the configuration of the raft port, which serves

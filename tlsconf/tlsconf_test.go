@@ -314,6 +314,8 @@ func TestClientCAFile(t *testing.T) {
 	}{
 		{"client port, of the clients' CA", false, own, true},
 		{"client port, of the cluster's CA", false, p.client, false},
+		{"client port, this node's own (its health check)", false, p.node, true},
+		{"client port, another node's of the cluster's CA", false, p.node2, false},
 		{"peer port, of the clients' CA", true, ownNode, false},
 		{"peer port, a node's of the cluster's CA", true, p.node2, true},
 	}

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +12,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+
+	"github.com/distlock/distlock/internal/testcerts"
 )
 
 // TestHealthCheck: node --health-check finds the node its own flags and
@@ -55,6 +60,48 @@ func TestHealthCheck(t *testing.T) {
 			got := healthCheck(tt.args, func(k string) string { return tt.env[k] }, os.ReadFile, &stderr)
 			if got != tt.want {
 				t.Fatalf("exit %d, want %d; stderr: %s", got, tt.want, stderr.String())
+			}
+		})
+	}
+}
+
+// With a CA of the clients' own, the health check's certificate (the
+// node's, of the peers' CA) is still let in by the node's client ports.
+func TestHealthCheckWithAClientCA(t *testing.T) {
+	dir := t.TempDir()
+	peerCA, err := testcerts.NewCA(dir, "peers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clientCA, err := testcerts.NewCA(dir, "clients")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := peerCA.Issue("node", "127.0.0.1", "localhost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, auth := range []string{"yes", "optional"} {
+		t.Run(auth, func(t *testing.T) {
+			args := []string{"--tls-cert-file", pair.CertFile, "--tls-key-file", pair.KeyFile,
+				"--tls-ca-cert-file", peerCA.CertFile, "--tls-client-ca-cert-file", clientCA.CertFile,
+				"--tls-auth-clients", auth}
+			node, _, err := parseConfig(args, noEnv, os.ReadFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}),
+				ErrorLog: log.New(io.Discard, "", 0)}
+			go srv.Serve(tls.NewListener(raw, node.TLS.Clients())) // as the node's HTTP port
+			defer srv.Close()
+			_, port, _ := net.SplitHostPort(raw.Addr().String())
+			var stderr bytes.Buffer
+			if got := healthCheck(append(args, "--port", port), noEnv, os.ReadFile, &stderr); got != 0 {
+				t.Fatalf("exit %d; stderr: %s", got, stderr.String())
 			}
 		})
 	}
