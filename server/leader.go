@@ -179,19 +179,19 @@ const maxExpiryCheck = 10 * time.Millisecond
 // defaultClockCheckpoint is Config.ClockCheckpoint's default: how far the
 // state machine's cluster time may fall behind the leader's clock while
 // locks are held before the expiry loop proposes an entry that only
-// carries time. Cluster time moves only with
-// entries, and a new leader starts from the last one, so without these a
-// failover after a quiet spell of d would give every lock d more time
-// (etcd, which restarts every lease's TTL on a leader change, bounds the
-// same with its lease checkpoints). With them a lock outlives its TTL by at
-// most this much plus the time with no leader, for an entry a second while
-// locks are held and nothing else is written.
+// carries time. Cluster time moves only with entries, and a new leader
+// starts from the last one, so without these a failover after a quiet
+// spell of d would give every lock d more time (etcd, which restarts every
+// lease's TTL on a leader change, bounds the same with its lease
+// checkpoints). With them a lock outlives its TTL by at most this much plus
+// the time with no leader, for an entry a second while locks are held and
+// nothing else is written.
 const defaultClockCheckpoint = time.Second
 
 // expireLoop proposes an expire entry whenever the earliest lock deadline
 // has passed in cluster time, or the state machine's cluster time lags the
-// leader's by Config.ClockCheckpoint while a lock is held. It proposes nothing
-// while no lock is held.
+// leader's by Config.ClockCheckpoint while a lock is held. It proposes
+// nothing while no lock is held.
 func (n *Node) expireLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
