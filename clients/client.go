@@ -203,6 +203,36 @@ type request struct {
 	maxBackoff time.Duration
 	// blocking: the command may wait server side (LOCK.ACQUIRE WAIT).
 	blocking bool
+	// elsewhere: an error reply other than NOTHELD moves on to the next
+	// node instead of ending the call (renewals: one node answering
+	// "ERR internal error", or WRONGPASS while a password is rolled out,
+	// must not cost a lease that another node would renew).
+	elsewhere bool
+}
+
+// doCancelable runs one command on pool and returns its reply, or ctx's
+// error as soon as ctx ends. go-redis bounds a command by its context's
+// deadline only (as socket deadlines) and does not notice a cancellation,
+// so a caller that gives up (Ctrl-C in lockctl, Release, Close) would wait
+// out the attempt's whole timeout. The command abandoned then ends on its
+// own at that deadline, or when Close closes the pools, and its connection
+// goes back to the pool or is dropped as go-redis decides.
+func doCancelable(ctx context.Context, pool *redis.Client, args []any) (any, error) {
+	type reply struct {
+		v   any
+		err error
+	}
+	got := make(chan reply, 1)
+	go func() {
+		v, err := pool.Do(ctx, args...).Result()
+		got <- reply{v, err}
+	}()
+	select {
+	case r := <-got:
+		return r.v, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // result is what do returns for a request that got an answer.
@@ -260,7 +290,7 @@ func (c *Client) do(ctx context.Context, r request) (result, error) {
 		if r.blocking {
 			pool = c.waitNodes[idx]
 		}
-		v, err := pool.Do(actx, args...).Result()
+		v, err := doCancelable(actx, pool, args)
 		aerr := actx.Err()
 		acancel()
 		if err == nil || err == redis.Nil {
@@ -272,6 +302,10 @@ func (c *Client) do(ctx context.Context, r request) (result, error) {
 		}
 		k, werr := classify(c.cfg.Addrs[idx], err, aerr != nil)
 		last = werr
+		var se *ServerError
+		if k == fatal && r.elsewhere && errors.As(werr, &se) && se.Code != "NOTHELD" {
+			k = untouched
+		}
 		if tlsRefusal(err) && idx < 64 {
 			refused |= 1 << idx
 			if bits.OnesCount64(refused) == n { // every node refuses this client: that will not change
@@ -288,7 +322,6 @@ func (c *Client) do(ctx context.Context, r request) (result, error) {
 		// to the cluster: stay. Otherwise try the next node, and avoid one
 		// that did not answer at all for a while (unless the caller's own
 		// deadline cut the attempt short).
-		var se *ServerError
 		switch {
 		case ctx.Err() != nil:
 		case !errors.As(werr, &se):

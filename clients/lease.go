@@ -121,7 +121,7 @@ func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (
 	}
 	if err != nil {
 		if res.unknown {
-			c.forget(ctx, key, opts.Owner)
+			c.forget(ctx, key, opts.Owner, 0)
 		}
 		return nil, err
 	}
@@ -136,26 +136,34 @@ func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (
 		err := l.renewOnce(cctx)
 		cancel()
 		if err != nil {
-			c.forget(ctx, key, opts.Owner)
+			c.forget(ctx, key, opts.Owner, token)
 			return nil, fmt.Errorf("%s: granted, but the lease could not be confirmed before it ran out: %w", op, err)
 		}
 	}
 	if !c.track(l) {
-		c.forget(ctx, key, opts.Owner)
+		c.forget(ctx, key, opts.Owner, token)
 		return nil, fmt.Errorf("%s: %w", op, ErrClosed)
 	}
 	return l, nil
 }
 
 // forget releases key under owner, best effort, after an acquire that
-// failed but may have taken effect. The caller's context may have ended,
-// which is often why the acquire failed: forget gets its own time.
-func (c *Client) forget(ctx context.Context, key, owner string) {
+// failed but may have taken effect: with the grant's token when it is
+// known (so that another grant under the same owner is left alone),
+// without when the outcome was unknown (token 0). The caller's context may
+// have ended, which is often why the acquire failed: forget gets its own
+// time.
+func (c *Client) forget(ctx context.Context, key, owner string, token uint64) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.cfg.RequestTimeout)
 	defer cancel()
 	c.do(ctx, request{
-		op:   fmt.Sprintf("release %q", key),
-		args: func() []any { return []any{"LOCK.RELEASE", key, owner} },
+		op: fmt.Sprintf("release %q", key),
+		args: func() []any {
+			if token != 0 {
+				return []any{"LOCK.RELEASE", key, owner, "TOKEN", strconv.FormatUint(token, 10)}
+			}
+			return []any{"LOCK.RELEASE", key, owner}
+		},
 	})
 }
 
@@ -324,9 +332,18 @@ func (l *Lease) extend(sent time.Time) bool {
 }
 
 // renewTimeout bounds one renewal attempt on one node to half the time
-// left before the deadline, so that a hung node leaves time to try another.
-func (l *Lease) renewTimeout() time.Duration {
-	return min(l.c.cfg.RequestTimeout, max(time.Until(l.Deadline())/2, 10*time.Millisecond))
+// left before ctx's deadline (the lease's, for the renewals that keep it;
+// a fresh TTL for the one that confirms a grant made after a long queue,
+// whose lease's provisional deadline may have passed already), so that a
+// hung node leaves time to try another.
+func (l *Lease) renewTimeout(ctx context.Context) func() time.Duration {
+	return func() time.Duration {
+		end := l.Deadline()
+		if d, ok := ctx.Deadline(); ok {
+			end = d
+		}
+		return min(l.c.cfg.RequestTimeout, max(time.Until(end)/2, 10*time.Millisecond))
+	}
 }
 
 // renewOnce sends LOCK.RENEW (with the token), retrying until an answer or
@@ -338,7 +355,8 @@ func (l *Lease) renewOnce(ctx context.Context) error {
 		args: func() []any {
 			return []any{"LOCK.RENEW", l.key, l.owner, ms(l.ttl), "TOKEN", strconv.FormatUint(l.token, 10)}
 		},
-		timeout:    l.renewTimeout,
+		timeout:    l.renewTimeout(ctx),
+		elsewhere:  true,
 		attempts:   1 << 20, // bounded by ctx, which ends at the deadline
 		maxBackoff: max(l.ttl/8, time.Millisecond),
 	})
@@ -393,7 +411,9 @@ func (l *Lease) noteRenewal(err error) {
 func (l *Lease) keepAlive() {
 	defer l.c.wg.Done()
 	ctx := l.loopCtx
-	next := l.opts.RenewEvery
+	l.mu.Lock()
+	next := time.Until(l.lastSent.Add(l.opts.RenewEvery)) // from when the acquire was sent
+	l.mu.Unlock()
 	failures := 0
 	for {
 		if !sleep(ctx, next) {
@@ -419,8 +439,9 @@ func (l *Lease) keepAlive() {
 			return
 		}
 		if err != nil {
-			// Only fatal replies (a bad password, say) get here: try again
-			// later; the deadline ends the lease if they persist.
+			// Only fatal replies get here (renewOnce moves on to another
+			// node after any but NOTHELD, so every node refused): try
+			// again later; the deadline ends the lease if they persist.
 			failures++
 			next = min(l.c.backoff(failures), l.opts.RenewEvery)
 			continue
