@@ -27,8 +27,9 @@ type AcquireOptions struct {
 	// after an unknown outcome releases the lock under Owner, which frees
 	// it also if Owner held it before the call.
 	Owner string
-	// RenewEvery is the pause between automatic renewals, counted from the
-	// last successful one. Default: TTL/3. Must be below TTL.
+	// RenewEvery is the pause between automatic renewals, counted from when
+	// the last successful renewal, or the acquire, was sent (as the
+	// lease's deadline is). Default: TTL/3. Must be below TTL.
 	RenewEvery time.Duration
 	// NoAutoRenew turns automatic renewal off: the lease then lasts one TTL
 	// unless [Lease.Renew] is called.
