@@ -98,3 +98,44 @@ func ParseToken(s string) (uint64, error) {
 	}
 	return t, nil
 }
+
+// ParseInt parses a decimal integer exactly as Redis's string2ll does: no
+// sign but '-', no leading zeros, no spaces, within int64. Redis parses integer
+// arguments (SELECT, HELLO, SET PX, ...) so; strconv accepts "+3" and "007".
+func ParseInt(s string) (int64, bool) {
+	if s == "0" {
+		return 0, true
+	}
+	if len(s) == 0 || len(s) > 20 {
+		return 0, false
+	}
+	neg := s[0] == '-'
+	p := s
+	if neg {
+		p = s[1:]
+	}
+	if len(p) == 0 || p[0] < '1' || p[0] > '9' {
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if v > (math.MaxUint64-uint64(c-'0'))/10 {
+			return 0, false
+		}
+		v = v*10 + uint64(c-'0')
+	}
+	if neg {
+		if v > 1<<63 {
+			return 0, false
+		}
+		return int64(-v), true
+	}
+	if v > math.MaxInt64 {
+		return 0, false
+	}
+	return int64(v), true
+}

@@ -114,7 +114,7 @@ func cmdHLen(e *engine, args []string) lockapi.Value {
 
 // HINCRBY key field increment
 func cmdHIncrBy(e *engine, args []string) lockapi.Value {
-	incr, ok := parseInt(args[3])
+	incr, ok := lockapi.ParseInt(args[3])
 	if !ok {
 		return errNotInteger
 	}
@@ -124,7 +124,7 @@ func cmdHIncrBy(e *engine, args []string) lockapi.Value {
 	}
 	cur := int64(0)
 	if v, ok := old.Hash.Get(args[2]); ok {
-		if cur, ok = parseInt(v); !ok {
+		if cur, ok = lockapi.ParseInt(v); !ok {
 			return errHashNotInt
 		}
 	}

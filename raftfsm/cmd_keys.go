@@ -63,7 +63,7 @@ func parseSetFlags(args []string) (setFlags, bool) {
 // times are converted with the entry's wall clock: PXAT t means
 // t - wall milliseconds from now.
 func (e *engine) expireDeadline(unit, arg, cmd string) (time.Duration, *lockapi.Value) {
-	ms, ok := parseInt(arg)
+	ms, ok := lockapi.ParseInt(arg)
 	if !ok {
 		return 0, &errNotInteger
 	}
@@ -192,7 +192,7 @@ func cmdExpire(e *engine, args []string) lockapi.Value {
 	if gt && lt {
 		return lockapi.ErrorValue("ERR GT and LT options at the same time are not compatible")
 	}
-	when, ok := parseInt(args[2])
+	when, ok := lockapi.ParseInt(args[2])
 	if !ok {
 		return errNotInteger
 	}
@@ -275,8 +275,8 @@ func cmdPersist(e *engine, args []string) lockapi.Value {
 
 // GETRANGE key start end
 func cmdGetRange(e *engine, args []string) lockapi.Value {
-	start, ok1 := parseInt(args[2])
-	end, ok2 := parseInt(args[3])
+	start, ok1 := lockapi.ParseInt(args[2])
+	end, ok2 := lockapi.ParseInt(args[3])
 	if !ok1 || !ok2 {
 		return errNotInteger
 	}

@@ -2,7 +2,6 @@ package raftfsm
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -194,45 +193,6 @@ func errExpireTime(cmd string) lockapi.Value {
 	return lockapi.ErrorValue("ERR invalid expire time in '" + cmd + "' command")
 }
 
-// parseInt parses a decimal integer exactly as Redis's string2ll does: no
-// sign but '-', no leading zeros, no spaces, within int64.
-func parseInt(s string) (int64, bool) {
-	if s == "0" {
-		return 0, true
-	}
-	if len(s) == 0 || len(s) > 20 {
-		return 0, false
-	}
-	neg := s[0] == '-'
-	p := s
-	if neg {
-		p = s[1:]
-	}
-	if len(p) == 0 || p[0] < '1' || p[0] > '9' {
-		return 0, false
-	}
-	var v uint64
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		if v > (math.MaxUint64-uint64(c-'0'))/10 {
-			return 0, false
-		}
-		v = v*10 + uint64(c-'0')
-	}
-	if neg {
-		if v > 1<<63 {
-			return 0, false
-		}
-		return int64(-v), true
-	}
-	if v > math.MaxInt64 {
-		return 0, false
-	}
-	return int64(v), true
-}
 
 // deadlineIn returns the cluster time ms milliseconds after now (ms > 0),
 // saturating below noDeadline.

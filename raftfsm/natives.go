@@ -154,7 +154,7 @@ func nativeRedislockObtain(e *engine, keys, argv []string) (lockapi.Value, bool)
 	if !need(keys, argv, 3) {
 		return lockapi.Value{}, false
 	}
-	offset, ok := parseInt(argv[1])
+	offset, ok := lockapi.ParseInt(argv[1])
 	if !ok || offset < 1 || offset > 1<<20 {
 		return lockapi.Value{}, false
 	}
@@ -238,7 +238,7 @@ func nativeRedisPyExtend(e *engine, keys, argv []string) (lockapi.Value, bool) {
 	}
 	newTTL := argv[1]
 	if argv[2] == "0" {
-		add, ok := parseInt(argv[1])
+		add, ok := lockapi.ParseInt(argv[1])
 		if !ok || add > 1<<52 || add < -(1<<52) {
 			return lockapi.Value{}, false // Lua arithmetic on other numbers
 		}

@@ -118,7 +118,7 @@ func cmdEval(e *engine, args []string) lockapi.Value {
 	if bySha && len(args[1]) != 40 {
 		return errNoScript
 	}
-	numkeys, ok := parseInt(args[2])
+	numkeys, ok := lockapi.ParseInt(args[2])
 	switch {
 	case !ok:
 		return errNotInteger
@@ -243,6 +243,6 @@ func (f *FSM) CheckScript(args [][]byte) (lockapi.Value, bool) {
 
 // validNumkeys reports whether an EVAL's numkeys argument is usable.
 func validNumkeys(args [][]byte) bool {
-	n, ok := parseInt(string(args[2]))
+	n, ok := lockapi.ParseInt(string(args[2]))
 	return ok && n >= 0 && n <= int64(len(args)-3)
 }

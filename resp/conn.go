@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -130,8 +129,8 @@ func cmdAuth(c *client, args [][]byte) {
 func cmdHello(c *client, args [][]byte) {
 	resp3 := c.resp3
 	if len(args) >= 2 {
-		ver, err := strconv.ParseInt(string(args[1]), 10, 64)
-		if err != nil {
+		ver, ok := lockapi.ParseInt(string(args[1]))
+		if !ok {
 			c.writeErrorText(errProtoVersion)
 			return
 		}
@@ -200,9 +199,9 @@ func cmdHello(c *client, args [][]byte) {
 // SELECT index
 // help: selects database 0, the only one.
 func cmdSelect(c *client, args [][]byte) {
-	db, err := strconv.ParseInt(string(args[1]), 10, 32)
+	db, ok := lockapi.ParseInt(string(args[1]))
 	switch {
-	case err != nil:
+	case !ok:
 		c.writeErrorText(errNotInteger)
 	case db != 0:
 		c.writeErrorText(errDBIndex)

@@ -189,7 +189,7 @@ func cmdCommand(c *client, args [][]byte) {
 			if cmd := c.srv.lookup(n); cmd != nil {
 				c.writeCommandInfo(cmd)
 			} else {
-				c.writeNullArray()
+				c.writeNull() // Redis: a null bulk under RESP2
 			}
 		}
 	case "docs":

@@ -209,3 +209,24 @@ func TestRawMaxClients(t *testing.T) {
 	c2.expect("-ERR max number of clients reached\r\n")
 	c2.expectEOF()
 }
+
+// Replies checked against redis-server 7.0.15, byte for byte: integers
+// parsed as Redis's string2ll does (no '+', no leading zeros), and a null
+// bulk for each unknown name of COMMAND INFO under RESP2.
+func TestRepliesLikeRedis(t *testing.T) {
+	_, addr := startScripted(t, Config{})
+	c := dialRaw(t, addr)
+	for _, tt := range []struct {
+		send []string
+		want string
+	}{
+		{[]string{"SELECT", "+0"}, "-ERR value is not an integer or out of range\r\n"},
+		{[]string{"SELECT", "00"}, "-ERR value is not an integer or out of range\r\n"},
+		{[]string{"SELECT", "0"}, "+OK\r\n"},
+		{[]string{"HELLO", "+3"}, "-ERR Protocol version is not an integer or out of range\r\n"},
+		{[]string{"COMMAND", "INFO", "nosuch"}, "*1\r\n$-1\r\n"},
+	} {
+		c.send(cmd(tt.send...))
+		c.expect(tt.want)
+	}
+}
