@@ -193,7 +193,6 @@ func errExpireTime(cmd string) lockapi.Value {
 	return lockapi.ErrorValue("ERR invalid expire time in '" + cmd + "' command")
 }
 
-
 // deadlineIn returns the cluster time ms milliseconds after now (ms > 0),
 // saturating below noDeadline.
 func (e *engine) deadlineIn(ms int64) time.Duration {
