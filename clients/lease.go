@@ -412,9 +412,7 @@ func (l *Lease) noteRenewal(err error) {
 func (l *Lease) keepAlive() {
 	defer l.c.wg.Done()
 	ctx := l.loopCtx
-	l.mu.Lock()
-	next := time.Until(l.lastSent.Add(l.opts.RenewEvery)) // from when the acquire was sent
-	l.mu.Unlock()
+	next := l.untilRenewal() // from when the acquire was sent
 	failures := 0
 	for {
 		if !sleep(ctx, next) {
@@ -448,10 +446,16 @@ func (l *Lease) keepAlive() {
 			continue
 		}
 		failures = 0
-		l.mu.Lock()
-		next = time.Until(l.lastSent.Add(l.opts.RenewEvery))
-		l.mu.Unlock()
+		next = l.untilRenewal()
 	}
+}
+
+// untilRenewal is the time left until the next automatic renewal:
+// RenewEvery after the last successful renewal, or the acquire, was sent.
+func (l *Lease) untilRenewal() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Until(l.lastSent.Add(l.opts.RenewEvery))
 }
 
 // Release frees the lock (LOCK.RELEASE with the token) and ends the lease:

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -99,9 +98,12 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 	if err != nil {
 		return server.Config{}, nil, err
 	}
-	for name, p := range map[string]int{"port": *port, "raft-port": *raftPort, "resp-port": *respPort} {
-		if p < 0 || p > 65535 {
-			errs = append(errs, fmt.Errorf("--%s %d is not a port (0-65535; 0 picks a free one)", name, p))
+	listeners := func() []namedPort {
+		return []namedPort{{"port", *port}, {"raft-port", *raftPort}, {"resp-port", *respPort}}
+	}
+	for _, l := range listeners() {
+		if l.port < 0 || l.port > 65535 {
+			errs = append(errs, fmt.Errorf("--%s %d is not a port (0-65535; 0 picks a free one)", l.flag, l.port))
 		}
 	}
 	if ip := net.ParseIP(*bind); ip == nil && *bind != "localhost" {
@@ -151,7 +153,7 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 			*respPort = defaultRESPPort
 		}
 	}
-	if err := distinctPorts(map[string]int{"port": *port, "raft-port": *raftPort, "resp-port": *respPort}); err != nil {
+	if err := distinctPorts(listeners()); err != nil { // the RESP port may be derived by now
 		return server.Config{}, nil, err
 	}
 	addr := func(p int) string { return net.JoinHostPort(*bind, strconv.Itoa(p)) }
@@ -199,18 +201,19 @@ func parseConfig(args []string, getenv func(string) string, readFile func(string
 	return cfg, logger, nil
 }
 
+// namedPort is a listener's port and the flag that sets it.
+type namedPort struct {
+	flag string
+	port int
+}
+
 // distinctPorts refuses two listeners on one port (0, a free one, aside),
 // before the node creates its data directory.
-func distinctPorts(ports map[string]int) error {
-	names := make([]string, 0, len(ports))
-	for name := range ports {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for i, a := range names {
-		for _, b := range names[i+1:] {
-			if ports[a] != 0 && ports[a] == ports[b] {
-				return fmt.Errorf("--%s and --%s are both %d: each listener needs a port of its own", a, b, ports[a])
+func distinctPorts(ports []namedPort) error {
+	for i, a := range ports {
+		for _, b := range ports[i+1:] {
+			if a.port != 0 && a.port == b.port {
+				return fmt.Errorf("--%s and --%s are both %d: each listener needs a port of its own", a.flag, b.flag, a.port)
 			}
 		}
 	}
