@@ -340,39 +340,19 @@ func (c *client) setAuthed(authed bool) {
 	}
 }
 
-// hangupPoll is how often a blocking command looks whether its client has
-// hung up.
-const hangupPoll = 100 * time.Millisecond
-
 // cancelOnHangup calls cancel if c's client hangs up (closes or resets its
 // connection) before the returned stop is called. A blocking command's
 // client is not read from while the command runs, so a client that gave up
 // waiting (a library's read timeout, a crash) would otherwise stay queued
 // until the wait ends, and could be handed a lock that nobody then holds
 // for its whole TTL; Redis likewise unblocks a blocked client that
-// disconnects. The first look is after hangupPoll: most waits end sooner.
+// disconnects. The watch sleeps until the socket sees bytes, a FIN or a
+// reset, so blocked clients cost nothing while they wait.
 func (c *client) cancelOnHangup(cancel context.CancelFunc) (stop func()) {
 	if c.conn == nil { // tests dispatching without a connection
 		return func() {}
 	}
-	nc := c.conn.NetConn()
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(hangupPoll)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if guard.HungUp(nc) {
-					cancel()
-					return
-				}
-			}
-		}
-	}()
-	return func() { close(done) }
+	return guard.WatchHangup(c.conn.NetConn(), cancel)
 }
 
 // authFailed counts a failed authentication and slows the connection down:

@@ -2,8 +2,6 @@
 
 package guard
 
-import "syscall"
-
-// peerClosed cannot tell on this system: a client that hangs up is noticed
+// watchHangup cannot tell on this system: a client that hangs up is noticed
 // only when the server next reads or writes.
-func peerClosed(syscall.Conn) bool { return false }
+func watchHangup(socket, func()) (stop func()) { return func() {} }
