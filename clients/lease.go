@@ -67,6 +67,19 @@ func (o AcquireOptions) withDefaults() (AcquireOptions, error) {
 	return o, nil
 }
 
+// driftMargin is how much of a lease's TTL the client does not trust, as
+// Redlock does: 1% of the TTL plus 2ms. The server counts the TTL on its
+// leader's clock from when it applies the grant, which is after the
+// client sent the request, so the lock cannot expire before send + TTL on
+// that clock; the margin covers the client's clock running slower than the
+// leader's (clock rates differ by far less than 1% between machines that
+// keep time). A TTL of 2ms or less leaves no time to trust.
+func driftMargin(ttl time.Duration) time.Duration { return ttl/100 + 2*time.Millisecond }
+
+// trustedFor is how long after a request was sent a lease of ttl granted
+// by it can be trusted.
+func trustedFor(ttl time.Duration) time.Duration { return ttl - driftMargin(ttl) }
+
 // ms formats d as whole milliseconds, the server's bare-integer duration.
 func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
 
@@ -79,8 +92,8 @@ func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10)
 // the call still fails, the lock is released under that owner (best
 // effort) so that a grant the caller never heard of does not linger.
 //
-// The lease's deadline is its TTL counted from when the successful request
-// was sent. If that leaves less than half the TTL (a long queue, slow
+// The lease's deadline is its TTL, less a margin for clock drift (1% + 2ms),
+// counted from when the successful request was sent. If that leaves less than half the TTL (a long queue, slow
 // retries), Acquire renews once before returning.
 func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (*Lease, error) {
 	op := fmt.Sprintf("acquire %q", key)
@@ -128,7 +141,7 @@ func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (
 	}
 	l := &Lease{
 		c: c, key: key, owner: opts.Owner, token: token, ttl: opts.TTL, opts: opts,
-		deadline: res.sent.Add(opts.TTL), lastSent: res.sent, done: make(chan struct{}),
+		deadline: res.sent.Add(trustedFor(opts.TTL)), lastSent: res.sent, done: make(chan struct{}),
 	}
 	if time.Since(res.sent) > opts.TTL/2 {
 		// The grant happened at the latest just now, so it lasts at most
@@ -215,7 +228,7 @@ type Lease struct {
 	loopCancel context.CancelFunc
 
 	mu       sync.Mutex
-	deadline time.Time // lastSent + ttl: trust ends here
+	deadline time.Time // lastSent + trustedFor(ttl): trust ends here
 	lastSent time.Time // send time of the last successful acquire or renew
 	lastErr  error     // the last renewal failure, for the deadline error
 	err      error     // why the lease ended; nil while it lasts
@@ -239,8 +252,9 @@ func (l *Lease) Token() uint64 { return l.token }
 func (l *Lease) TTL() time.Duration { return l.ttl }
 
 // Deadline returns when the lease stops being trustworthy unless renewed:
-// the send time of the last successful acquire or renew plus the TTL. The
-// server cannot expire the lock earlier.
+// the send time of the last successful acquire or renew plus the TTL, less
+// a margin for clock drift (1% of the TTL plus 2ms, as Redlock allows). The server cannot expire
+// the lock earlier.
 func (l *Lease) Deadline() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -323,7 +337,7 @@ func (l *Lease) extend(sent time.Time) bool {
 	}
 	if sent.After(l.lastSent) {
 		l.lastSent = sent
-		l.deadline = sent.Add(l.ttl)
+		l.deadline = sent.Add(trustedFor(l.ttl))
 		if l.timer != nil {
 			l.timer.Reset(time.Until(l.deadline))
 		}

@@ -106,12 +106,13 @@ func TestLeaseDeadlineFromSendTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	answered := time.Now()
-	if d := l.Deadline().Sub(before); d < ttl || d > ttl+100*time.Millisecond {
-		t.Fatalf("deadline %s after the send, want the TTL (%s)", d, ttl)
+	trusted := ttl - 12*time.Millisecond // less the drift margin, 1% + 2ms
+	if d := l.Deadline().Sub(before); d < trusted || d > trusted+100*time.Millisecond {
+		t.Fatalf("deadline %s after the send, want the TTL less 1%% and 2ms (%s)", d, trusted)
 	}
 	done := waitDone(t, l, 3*time.Second)
-	if done.Before(before.Add(ttl)) {
-		t.Fatalf("lease ended %s after the send, before its TTL", done.Sub(before))
+	if done.Before(before.Add(trusted)) {
+		t.Fatalf("lease ended %s after the send, before its TTL less the margin", done.Sub(before))
 	}
 	if late := done.Sub(answered.Add(ttl)); late >= 0 {
 		t.Fatalf("lease ended %s after answer+TTL: the deadline was counted from the answer", late)
@@ -299,5 +300,42 @@ func TestManualRenew(t *testing.T) {
 	waitDone(t, l, time.Second)
 	if !errors.Is(l.Err(), ErrLeaseLost) {
 		t.Fatalf("Err = %v", l.Err())
+	}
+}
+
+// TestTrustedFor: a lease is trusted for its TTL less 1% and 2ms, and a
+// TTL too short for that margin is not trusted at all.
+func TestTrustedFor(t *testing.T) {
+	tests := []struct {
+		ttl, want time.Duration
+	}{
+		{15 * time.Second, 15*time.Second - 152*time.Millisecond},
+		{time.Second, 988 * time.Millisecond},
+		{100 * time.Millisecond, 97 * time.Millisecond},
+		{2 * time.Millisecond, -20 * time.Microsecond},
+	}
+	for _, tt := range tests {
+		if got := trustedFor(tt.ttl); got != tt.want {
+			t.Errorf("trustedFor(%s) = %s, want %s", tt.ttl, got, tt.want)
+		}
+	}
+}
+
+// TestLeaseDeadlineLeavesADriftMargin: a 10s lease is trusted until 9.898s
+// after its acquire was sent, not for the whole TTL.
+func TestLeaseDeadlineLeavesADriftMargin(t *testing.T) {
+	n := newFakeNode(t, &fakeState{})
+	c := newTestClient(t, Config{}, n)
+	const ttl = 10 * time.Second
+	before := time.Now()
+	l, err := c.Acquire(ctxFor(t), "job", AcquireOptions{TTL: ttl, NoAutoRenew: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Release(ctxFor(t))
+	after := time.Now()
+	trusted := ttl - 102*time.Millisecond
+	if d := l.Deadline(); d.Before(before.Add(trusted)) || d.After(after.Add(trusted)) {
+		t.Fatalf("deadline %s after the call began (it took %s), want %s after the send", d.Sub(before), after.Sub(before), trusted)
 	}
 }
