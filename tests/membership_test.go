@@ -47,6 +47,14 @@ func TestJoinAndLeave(t *testing.T) {
 		}
 	}
 	poll(t, 10*time.Second, "3 voters again", voters(3))
+	// The removed node hears of its removal (the leader replicates the
+	// configuration to it before it stops) and says so when asked if it
+	// is ready, instead of "no leader".
+	poll(t, 10*time.Second, "node4 to report that it is no longer a member", func() bool {
+		code, m := httpJSONQuiet(n4.url("/health/ready"))
+		msg, _ := m["error"].(string)
+		return code == 503 && strings.Contains(msg, "not a member of the cluster")
+	})
 
 	// The same over RESP, through a follower: CLUSTER.JOIN, CLUSTER.LEAVE.
 	frdb := c.others(lead)[0].redis(2)
@@ -54,6 +62,10 @@ func TestJoinAndLeave(t *testing.T) {
 		t.Fatalf("CLUSTER.JOIN = %q, %v", s, err)
 	}
 	poll(t, 10*time.Second, "4 voters after CLUSTER.JOIN", voters(4))
+	poll(t, 10*time.Second, "node4 ready again once a member", func() bool {
+		code, _ := httpJSONQuiet(n4.url("/health/ready"))
+		return code == 200
+	})
 	if s, err := frdb.Do(ctx, "CLUSTER.LEAVE", "node4").Text(); err != nil || s != "OK" {
 		t.Fatalf("CLUSTER.LEAVE = %q, %v", s, err)
 	}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/distlock/distlock/lockapi"
@@ -214,6 +215,8 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
 		if code, reason = errorStatus(err); code == http.StatusInternalServerError {
 			a.log.ErrorContext(r.Context(), "readiness: cluster info failed", "err", err)
 		}
+	case !member(ci, a.cfg.NodeID):
+		reason = notMember
 	case ci.LeaderID == "":
 		reason = lockapi.ErrNoLeader.Error()
 	case !ci.HasQuorum:
@@ -232,6 +235,18 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
 		Status: "ready", NodeID: a.cfg.NodeID, LeaderID: ci.LeaderID, HasQuorum: &quorum,
 	})
 	return nil
+}
+
+// notMember is the readiness reason of a node whose copy of the cluster's
+// configuration lists others but not itself: it was removed
+// (CLUSTER.LEAVE), and hashicorp/raft then leaves it a follower that never
+// campaigns, so it will not serve again as it is.
+const notMember = "this node is not a member of the cluster (removed with CLUSTER.LEAVE?); stop it, or empty its data directory and join it again"
+
+// member reports whether id is among ci's nodes, or ci lists none yet (a
+// node that joins learns the configuration from the leader).
+func member(ci lockapi.ClusterInfo, id string) bool {
+	return len(ci.Nodes) == 0 || slices.ContainsFunc(ci.Nodes, func(n lockapi.NodeInfo) bool { return n.ID == id })
 }
 
 // GET /metrics
