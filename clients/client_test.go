@@ -275,7 +275,17 @@ func TestConfigAndOptionsChecked(t *testing.T) {
 	if got := c.Addrs(); len(got) != 1 || got[0] != DefaultAddr {
 		t.Fatalf("default Addrs = %v", got)
 	}
-	for _, o := range []AcquireOptions{{TTL: time.Microsecond}, {Wait: -1}, {TTL: time.Second, RenewEvery: time.Second}} {
+	for _, o := range []AcquireOptions{
+		{TTL: time.Microsecond},
+		{Wait: -1},
+		{TTL: time.Second, RenewEvery: time.Second},
+		// Trusted for 988ms only (the drift margin): the first renewal
+		// would come after the deadline.
+		{TTL: time.Second, RenewEvery: 990 * time.Millisecond},
+		// Trusted for no time at all, or for less than TTL/3.
+		{TTL: 2 * time.Millisecond},
+		{TTL: 3 * time.Millisecond},
+	} {
 		if _, err := c.Acquire(context.Background(), "k", o); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Acquire(%+v): %v, want ErrInvalid", o, err)
 		}

@@ -14,10 +14,10 @@
 //     a late writer harmless.
 //   - The lease renews itself (every TTL/3 by default). [Lease.Done] closes
 //     when the lease is lost: a renewal was refused, or none was confirmed
-//     before the lease's deadline, which is counted from the moment the last
-//     successful acquire or renew was *sent*, so the client stops trusting
-//     the lease no later than the server can expire it, even when no node
-//     can be reached. [Lease.Err] says why.
+//     before the lease's deadline: the TTL, less 1% and 2ms for clock drift,
+//     counted from the moment the last successful acquire or renew was
+//     *sent*, so the client stops trusting the lease before the server can
+//     expire it, even when no node can be reached. [Lease.Err] says why.
 //   - [Lease.Release] frees the lock.
 //   - [Client.Info], [Client.List] and [Client.ClusterInfo] describe locks
 //     and the cluster.

@@ -29,7 +29,9 @@ type AcquireOptions struct {
 	Owner string
 	// RenewEvery is the pause between automatic renewals, counted from when
 	// the last successful renewal, or the acquire, was sent (as the
-	// lease's deadline is). Default: TTL/3. Must be below TTL.
+	// lease's deadline is). Default: TTL/3. Must be below the time the
+	// lease is trusted: TTL less 1% and 2ms (so a TTL of 3ms or less is
+	// refused with the default).
 	RenewEvery time.Duration
 	// NoAutoRenew turns automatic renewal off: the lease then lasts one TTL
 	// unless [Lease.Renew] is called.
@@ -63,6 +65,9 @@ func (o AcquireOptions) withDefaults() (AcquireOptions, error) {
 	}
 	if o.RenewEvery <= 0 || o.RenewEvery >= o.TTL {
 		return o, fmt.Errorf("%w: renewal interval %s must be positive and below the ttl %s", ErrInvalid, o.RenewEvery, o.TTL)
+	}
+	if trusted := trustedFor(o.TTL); o.RenewEvery >= trusted {
+		return o, fmt.Errorf("%w: a lease of ttl %s is trusted for %s (less 1%% and 2ms for clock drift), which must be longer than the renewal interval %s", ErrInvalid, o.TTL, max(trusted, 0), o.RenewEvery)
 	}
 	return o, nil
 }
@@ -143,7 +148,7 @@ func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (
 		c: c, key: key, owner: opts.Owner, token: token, ttl: opts.TTL, opts: opts,
 		deadline: res.sent.Add(trustedFor(opts.TTL)), lastSent: res.sent, done: make(chan struct{}),
 	}
-	if time.Since(res.sent) > opts.TTL/2 {
+	if time.Until(l.deadline) < opts.TTL/2 {
 		// The grant happened at the latest just now, so it lasts at most
 		// one TTL from now: no point trying longer.
 		cctx, cancel := context.WithTimeout(ctx, opts.TTL)
@@ -306,7 +311,7 @@ func (l *Lease) end(err error) {
 
 // expireLocked ends the lease because its deadline passed; l.mu is held.
 func (l *Lease) expireLocked() {
-	err := fmt.Errorf("%w: no renewal confirmed before the deadline (%s after the last one was sent)", ErrLeaseLost, l.ttl)
+	err := fmt.Errorf("%w: no renewal confirmed before the deadline (%s after the last one was sent)", ErrLeaseLost, trustedFor(l.ttl))
 	if l.lastErr != nil {
 		err = fmt.Errorf("%w; last renewal error: %w", err, l.lastErr)
 	}

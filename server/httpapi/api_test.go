@@ -183,6 +183,8 @@ func TestReadiness(t *testing.T) {
 			`{"success":false,"error":"not ready: node is shutting down","status":"unavailable","node_id":"node1","leader_id":"","has_quorum":false}`},
 		{"a member", lockapi.ClusterInfo{LeaderID: "node2", HasQuorum: true, Nodes: []lockapi.NodeInfo{{ID: "node1"}, {ID: "node2"}}}, nil, 200,
 			`{"status":"ready","node_id":"node1","leader_id":"node2","has_quorum":true}`},
+		{"joining, still catching up", lockapi.ClusterInfo{LeaderID: "node2", HasQuorum: true, Nodes: []lockapi.NodeInfo{{ID: "node2"}}}, nil, 200,
+			`{"status":"ready","node_id":"node1","leader_id":"node2","has_quorum":true}`},
 		{"removed", lockapi.ClusterInfo{Nodes: []lockapi.NodeInfo{{ID: "node2"}, {ID: "node3"}}}, nil, 503,
 			`{"success":false,"error":"not ready: ` + notMember + `","status":"unavailable","node_id":"node1","leader_id":"","has_quorum":false}`},
 		{"internal", lockapi.ClusterInfo{}, errors.New("boom"), 503,

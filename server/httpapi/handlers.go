@@ -215,7 +215,7 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
 		if code, reason = errorStatus(err); code == http.StatusInternalServerError {
 			a.log.ErrorContext(r.Context(), "readiness: cluster info failed", "err", err)
 		}
-	case !member(ci, a.cfg.NodeID):
+	case ci.LeaderID == "" && !member(ci, a.cfg.NodeID):
 		reason = notMember
 	case ci.LeaderID == "":
 		reason = lockapi.ErrNoLeader.Error()
@@ -237,11 +237,13 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// notMember is the readiness reason of a node whose copy of the cluster's
-// configuration lists others but not itself: it was removed
-// (CLUSTER.LEAVE), and hashicorp/raft then leaves it a follower that never
-// campaigns, so it will not serve again as it is.
-const notMember = "this node is not a member of the cluster (removed with CLUSTER.LEAVE?); stop it, or empty its data directory and join it again"
+// notMember is the readiness reason of a node that knows no leader and
+// whose copy of the cluster's configuration lists others but not itself:
+// it was removed (CLUSTER.LEAVE), and hashicorp/raft then leaves it a
+// follower that never campaigns, so it will not serve again as it is. (A
+// node that joins sees configurations without itself too while it
+// catches up, but it hears from the leader meanwhile.)
+const notMember = "this node is not a member of the cluster (removed with CLUSTER.LEAVE?); CLUSTER.JOIN it again, or stop it"
 
 // member reports whether id is among ci's nodes, or ci lists none yet (a
 // node that joins learns the configuration from the leader).
