@@ -1,11 +1,13 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -557,6 +559,56 @@ func TestRESPWaiterThatHangsUpLeavesTheQueue(t *testing.T) {
 	if stillQueued != 0 || err == nil {
 		t.Fatalf("B's connection closed 2s ago: still queued=%d; after A's release k is %+v (err %v): "+
 			"the lock went to a client that is gone and is held for its full TTL", stillQueued, info, err)
+	}
+}
+
+// TestRESPWaiterWithPipelinedCommands: commands a client pipelines behind
+// its LOCK.ACQUIRE ... WAIT, some sent while it waits, run once it is
+// granted, and the connection keeps working after (the hang-up watch that
+// ran during the wait leaves no read deadline behind).
+func TestRESPWaiterWithPipelinedCommands(t *testing.T) {
+	n := startNode(t, t.TempDir(), func(c *Config) { c.RESPAddr = "127.0.0.1:0" })
+	ctx := ctxT(t)
+	a, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "A", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", n.RESPAddr(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const ping = "*1\r\n$4\r\nPING\r\n"
+	send := func(s string) {
+		t.Helper()
+		if _, err := c.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("*6\r\n$12\r\nLOCK.ACQUIRE\r\n$1\r\nk\r\n$1\r\nB\r\n$5\r\n60000\r\n$4\r\nWAIT\r\n$5\r\n10000\r\n" + ping)
+	waitFor(t, 5*time.Second, "B queued", func() bool { return n.waits.count("k") == 1 })
+	const trickled = 20
+	for range trickled { // each arrival wakes the watch, which must not read it
+		send(ping)
+		time.Sleep(2 * time.Millisecond)
+	}
+	if err := n.Release(ctx, lockapi.ReleaseRequest{Key: "k", Owner: "A", Token: a.Token}); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, ":") {
+		t.Fatalf("B's acquire: %q, %v; want its fencing token", line, err)
+	}
+	for i := range 1 + trickled {
+		if line, err := r.ReadString('\n'); err != nil || line != "+PONG\r\n" {
+			t.Fatalf("pipelined PING %d: %q, %v", i, line, err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // the next read must wait for its request
+	send(ping)
+	if line, err := r.ReadString('\n'); err != nil || line != "+PONG\r\n" {
+		t.Fatalf("PING after the wait: %q, %v", line, err)
 	}
 }
 
