@@ -208,6 +208,10 @@ type request struct {
 	// "ERR internal error", or WRONGPASS while a password is rolled out,
 	// must not cost a lease that another node would renew).
 	elsewhere bool
+	// late, when set, is called (on a goroutine of its own) with the
+	// reply of an attempt the caller stopped waiting for: an acquire
+	// releases what it was granted after its caller gave up.
+	late func(v any)
 }
 
 // doCancelable runs one command on pool and returns its reply, or ctx's
@@ -216,22 +220,40 @@ type request struct {
 // so a caller that gives up (Ctrl-C in lockctl, Release, Close) would wait
 // out the attempt's whole timeout. The command abandoned then ends on its
 // own at that deadline, or when Close closes the pools, and its connection
-// goes back to the pool or is dropped as go-redis decides.
-func doCancelable(ctx context.Context, pool *redis.Client, args []any) (any, error) {
+// goes back to the pool or is dropped as go-redis decides; if it gets a
+// reply after all, late (when not nil) is called with it. Each reply goes
+// either to the caller or to late, never both.
+func doCancelable(ctx context.Context, pool *redis.Client, args []any, late func(any)) (any, error) {
 	type reply struct {
 		v   any
 		err error
 	}
+	const (
+		waiting = iota
+		answered
+		abandoned
+	)
+	var state atomic.Int32
 	got := make(chan reply, 1)
 	go func() {
 		v, err := pool.Do(ctx, args...).Result()
-		got <- reply{v, err}
+		if state.CompareAndSwap(waiting, answered) {
+			got <- reply{v, err}
+			return
+		}
+		if late != nil && err == nil {
+			late(v)
+		}
 	}()
 	select {
 	case r := <-got:
 		return r.v, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		if state.CompareAndSwap(waiting, abandoned) {
+			return nil, ctx.Err()
+		}
+		r := <-got // answered just now
+		return r.v, r.err
 	}
 }
 
@@ -290,7 +312,7 @@ func (c *Client) do(ctx context.Context, r request) (result, error) {
 		if r.blocking {
 			pool = c.waitNodes[idx]
 		}
-		v, err := doCancelable(actx, pool, args)
+		v, err := doCancelable(actx, pool, args, r.late)
 		aerr := actx.Err()
 		acancel()
 		if err == nil || err == redis.Nil {

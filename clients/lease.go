@@ -97,9 +97,15 @@ func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10)
 // the call still fails, the lock is released under that owner (best
 // effort) so that a grant the caller never heard of does not linger.
 //
-// The lease's deadline is its TTL, less a margin for clock drift (1% + 2ms),
-// counted from when the successful request was sent. If that leaves less than half the TTL (a long queue, slow
-// retries), Acquire renews once before returning.
+// The lease's deadline is its TTL, less a margin for clock drift (1% +
+// 2ms), counted from when the successful request was sent. If that leaves
+// less than half the TTL (a long queue, slow retries), Acquire renews once
+// before returning.
+//
+// A caller that gives up on a queued acquire (ctx cancelled) returns at
+// once, while the abandoned request stays queued on the server until its
+// wait ends; if the lock is granted to it meanwhile, the client releases
+// that grant right away, so that it does not sit unused for its TTL.
 func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (*Lease, error) {
 	op := fmt.Sprintf("acquire %q", key)
 	opts, err := opts.withDefaults()
@@ -127,6 +133,11 @@ func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (
 		},
 		timeout:  func() time.Duration { return c.cfg.RequestTimeout + waitLeft() },
 		blocking: opts.Wait > 0,
+		late: func(v any) {
+			if token, ok := v.(int64); ok && token > 0 {
+				c.forget(context.Background(), key, opts.Owner, uint64(token))
+			}
+		},
 	})
 	var token uint64
 	switch {

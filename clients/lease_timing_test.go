@@ -3,6 +3,7 @@ package clients
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,6 +146,41 @@ func TestCancelInterruptsQueuedAcquire(t *testing.T) {
 	_, err := c.Acquire(ctx, "job", AcquireOptions{TTL: time.Second, Wait: 4 * time.Second})
 	if took := time.Since(start); took > 1500*time.Millisecond {
 		t.Fatalf("Acquire returned %s after being cancelled at 200ms (err %v)", took.Round(10*time.Millisecond), err)
+	}
+}
+
+// TestCancelledAcquireReleasesALateGrant: the caller gives up on a queued
+// Acquire, which stays queued on the server; the lock is granted to it
+// later. Nobody will use that grant, so the client releases it (by its
+// token) instead of leaving the lock taken for its TTL.
+func TestCancelledAcquireReleasesALateGrant(t *testing.T) {
+	st := &fakeState{}
+	n := newFakeNode(t, st)
+	n.setScript(func(args []string) action {
+		if args[0] == "LOCK.ACQUIRE" {
+			return action{delay: 500 * time.Millisecond} // queued, then granted
+		}
+		return action{}
+	})
+	c := newTestClient(t, Config{}, n)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if _, err := c.Acquire(ctx, "job", AcquireOptions{Owner: "w", TTL: 30 * time.Second, Wait: 4 * time.Second}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Acquire = %v, want context.Canceled", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		owner, _ := st.holder("job")
+		if owner == "" && len(st.commands("LOCK.ACQUIRE")) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("5s after the grant: job held by %q; acquires %v, releases %v", owner, st.commands("LOCK.ACQUIRE"), st.commands("LOCK.RELEASE"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rel := st.commands("LOCK.RELEASE"); len(rel) == 0 || !strings.Contains(rel[len(rel)-1], "TOKEN") {
+		t.Fatalf("releases %v, want the late grant released by its token", rel)
 	}
 }
 
