@@ -523,15 +523,13 @@ func TestWaitFIFOWhenReleaseMeetsExpiry(t *testing.T) {
 	}
 }
 
-// TestRESPWaiterThatHangsUpLeavesTheQueue: a RESP client that sends
-// LOCK.ACQUIRE ... WAIT and then goes away (its library's read timeout, a
-// crash) must leave the queue; it must not be handed the lock afterwards,
-// where nobody would ever release it (it then blocks every other waiter
-// for its whole TTL).
-func TestRESPWaiterThatHangsUpLeavesTheQueue(t *testing.T) {
+// respWaiterSetup starts a node with a RESP port, has owner A hold k for a
+// minute, and connects a RESP client (closed at cleanup) that will wait
+// for k.
+func respWaiterSetup(t *testing.T) (*Node, lockapi.Lock, net.Conn) {
+	t.Helper()
 	n := startNode(t, t.TempDir(), func(c *Config) { c.RESPAddr = "127.0.0.1:0" })
-	ctx := ctxT(t)
-	a, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "A", TTL: time.Minute})
+	a, err := n.Acquire(ctxT(t), lockapi.AcquireRequest{Key: "k", Owner: "A", TTL: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,6 +537,18 @@ func TestRESPWaiterThatHangsUpLeavesTheQueue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { c.Close() })
+	return n, a, c
+}
+
+// TestRESPWaiterThatHangsUpLeavesTheQueue: a RESP client that sends
+// LOCK.ACQUIRE ... WAIT and then goes away (its library's read timeout, a
+// crash) must leave the queue; it must not be handed the lock afterwards,
+// where nobody would ever release it (it then blocks every other waiter
+// for its whole TTL).
+func TestRESPWaiterThatHangsUpLeavesTheQueue(t *testing.T) {
+	n, a, c := respWaiterSetup(t)
+	ctx := ctxT(t)
 	// B waits up to 10 s for k, with a 60 s lease.
 	if _, err := c.Write([]byte("*6\r\n$12\r\nLOCK.ACQUIRE\r\n$1\r\nk\r\n$1\r\nB\r\n$5\r\n60000\r\n$4\r\nWAIT\r\n$5\r\n10000\r\n")); err != nil {
 		t.Fatal(err)
@@ -567,17 +577,8 @@ func TestRESPWaiterThatHangsUpLeavesTheQueue(t *testing.T) {
 // granted, and the connection keeps working after (the hang-up watch that
 // ran during the wait leaves no read deadline behind).
 func TestRESPWaiterWithPipelinedCommands(t *testing.T) {
-	n := startNode(t, t.TempDir(), func(c *Config) { c.RESPAddr = "127.0.0.1:0" })
+	n, a, c := respWaiterSetup(t)
 	ctx := ctxT(t)
-	a, err := n.Acquire(ctx, lockapi.AcquireRequest{Key: "k", Owner: "A", TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.DialTimeout("tcp", n.RESPAddr(), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	const ping = "*1\r\n$4\r\nPING\r\n"
 	send := func(s string) {
 		t.Helper()
