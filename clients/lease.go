@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -105,7 +106,8 @@ func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10)
 // A caller that gives up on a queued acquire (ctx cancelled) returns at
 // once, while the abandoned request stays queued on the server until its
 // wait ends; if the lock is granted to it meanwhile, the client releases
-// that grant right away, so that it does not sit unused for its TTL.
+// that grant right away (the call has failed by then), so that it does not
+// sit unused for its TTL.
 func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (*Lease, error) {
 	op := fmt.Sprintf("acquire %q", key)
 	opts, err := opts.withDefaults()
@@ -122,6 +124,13 @@ func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (
 		}
 		return max(0, time.Until(waitUntil))
 	}
+	// failed is set, before anything is released, once this call fails. A
+	// grant answered to an attempt the call stopped waiting for (it timed
+	// out, or the caller gave up) is released by its token only then: had
+	// the call succeeded, such a grant (same owner, same token) is the
+	// lease's own lock; and one that comes before the call fails is
+	// covered by the release under the owner that the failure sends.
+	var failed atomic.Bool
 	res, err := c.do(ctx, request{
 		op: op,
 		args: func() []any {
@@ -134,7 +143,7 @@ func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (
 		timeout:  func() time.Duration { return c.cfg.RequestTimeout + waitLeft() },
 		blocking: opts.Wait > 0,
 		late: func(v any) {
-			if token, ok := v.(int64); ok && token > 0 {
+			if token, ok := v.(int64); ok && token > 0 && failed.Load() {
 				c.forget(context.Background(), key, opts.Owner, uint64(token))
 			}
 		},
@@ -150,6 +159,7 @@ func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (
 		}
 	}
 	if err != nil {
+		failed.Store(true)
 		if res.unknown {
 			c.forget(ctx, key, opts.Owner, 0)
 		}
@@ -166,11 +176,13 @@ func (c *Client) Acquire(ctx context.Context, key string, opts AcquireOptions) (
 		err := l.renewOnce(cctx)
 		cancel()
 		if err != nil {
+			failed.Store(true)
 			c.forget(ctx, key, opts.Owner, token)
 			return nil, fmt.Errorf("%s: granted, but the lease could not be confirmed before it ran out: %w", op, err)
 		}
 	}
 	if !c.track(l) {
+		failed.Store(true)
 		c.forget(ctx, key, opts.Owner, token)
 		return nil, fmt.Errorf("%s: %w", op, ErrClosed)
 	}
@@ -269,8 +281,8 @@ func (l *Lease) TTL() time.Duration { return l.ttl }
 
 // Deadline returns when the lease stops being trustworthy unless renewed:
 // the send time of the last successful acquire or renew plus the TTL, less
-// a margin for clock drift (1% of the TTL plus 2ms, as Redlock allows). The server cannot expire
-// the lock earlier.
+// a margin for clock drift (1% of the TTL plus 2ms, as Redlock allows).
+// The server cannot expire the lock earlier.
 func (l *Lease) Deadline() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
