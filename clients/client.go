@@ -10,6 +10,7 @@ import (
 	"math/bits"
 	mrand "math/rand/v2"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -130,20 +131,31 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{cfg: cfg, shunned: make([]atomic.Int64, len(cfg.Addrs))}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	for _, addr := range cfg.Addrs {
-		c.nodes = append(c.nodes, newRedis(addr, cfg))
-		c.waitNodes = append(c.waitNodes, newRedis(addr, cfg))
+		c.nodes = append(c.nodes, newRedis(addr, cfg, 0, 0))
+		c.waitNodes = append(c.waitNodes, newRedis(addr, cfg, waitPoolSize, 10*runtime.GOMAXPROCS(0)))
 	}
 	return c, nil
 }
 
-// newRedis returns a go-redis client of one node. It does not connect
-// until first used.
-func newRedis(addr string, cfg Config) *redis.Client {
+// waitPoolSize bounds the connections of a node's pool for acquires that
+// queue: each one holds a connection for as long as it waits, so this is
+// how many of a Client's acquires can wait on one node at once (go-redis's
+// default, 10 per CPU, held the rest back until a connection was free or
+// their time ran out). Connections are opened as needed; after a burst,
+// those over go-redis's default pool size are closed as they come back.
+const waitPoolSize = 1000
+
+// newRedis returns a go-redis client of one node, with at most poolSize
+// connections (0: go-redis's default, 10 per CPU) of which maxIdle stay
+// open idle (0: all). It does not connect until first used.
+func newRedis(addr string, cfg Config, poolSize, maxIdle int) *redis.Client {
 	return redis.NewClient(&redis.Options{
-		Addr:      addr,
-		Password:  cfg.Password,
-		TLSConfig: cfg.TLSConfig,
-		Protocol:  3,
+		Addr:         addr,
+		PoolSize:     poolSize,
+		MaxIdleConns: maxIdle,
+		Password:     cfg.Password,
+		TLSConfig:    cfg.TLSConfig,
+		Protocol:     3,
 		// Retries are ours: go-redis would retry CLUSTERDOWN on the same
 		// node, and writes whose outcome it cannot know.
 		MaxRetries:    -1,

@@ -3,8 +3,10 @@ package clients
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -206,5 +208,56 @@ func TestCloseWithHungRenewal(t *testing.T) {
 	c.Close()
 	if took := time.Since(start); took > time.Second {
 		t.Fatalf("Release+Close took %s (release err %v)", took.Round(10*time.Millisecond), rel)
+	}
+}
+
+// TestManyQueuedAcquiresAtOnce: every queued acquire holds a connection of
+// its own while it waits, so many callers queueing at once on one node
+// must all be waiting on the server together, not held back by the size
+// of a connection pool (go-redis's default: 10 per CPU).
+func TestManyQueuedAcquiresAtOnce(t *testing.T) {
+	st := &fakeState{}
+	n := newFakeNode(t, st)
+	var inFlight, most atomic.Int64
+	release := make(chan struct{})
+	n.setScript(func(args []string) action {
+		if args[0] == "LOCK.ACQUIRE" {
+			now := inFlight.Add(1)
+			for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+			}
+			<-release // all queued until the test lets them through
+			inFlight.Add(-1)
+		}
+		return action{}
+	})
+	c := newTestClient(t, Config{}, n)
+	const callers = 64
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for i := range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l, err := c.Acquire(ctxFor(t), fmt.Sprint("job", i), AcquireOptions{TTL: time.Minute, Wait: 10 * time.Second})
+			if err == nil {
+				err = l.Release(ctxFor(t))
+			}
+			errs <- err
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for inFlight.Load() < callers && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := most.Load(); got != callers {
+		t.Fatalf("at most %d of %d queued acquires reached the node at once", got, callers)
 	}
 }
