@@ -144,11 +144,7 @@ func (p *child) signal(s os.Signal) {
 	if !ok {
 		return
 	}
-	if p.ownGroup {
-		syscall.Kill(-p.cmd.Process.Pid, sig)
-	} else {
-		p.cmd.Process.Signal(sig)
-	}
+	signalCommand(p.cmd.Process, p.ownGroup, sig)
 }
 
 // terminate stops the command: SIGTERM, then SIGKILL after grace if it

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package chaos is a Jepsen-style test harness for the lock server. It
 // starts real node processes on loopback (built from ./cmd/node), routes
 // every directed raft link through an in-harness TCP proxy it can cut, runs
