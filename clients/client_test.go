@@ -236,7 +236,7 @@ func TestInfoListClusterInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ci.LeaderID != "f1" || ci.Term != 7 || ci.QuorumSize != 1 || !ci.HasQuorum || len(ci.Nodes) != 1 ||
+	if ci.LeaderID != "f1" || ci.Term != 7 || ci.QuorumSize != 1 || !ci.HasQuorum || ci.ClusterID != "c0ffee" || len(ci.Nodes) != 1 ||
 		ci.Nodes[0] != (NodeInfo{ID: "f1", State: "leader", Address: "localhost:1", RESPAddress: "127.0.0.1:2", HTTPAddress: "127.0.0.1:3"}) {
 		t.Fatalf("ClusterInfo = %+v", ci)
 	}

@@ -103,7 +103,7 @@ func (s *fakeState) apply(args []string) any {
 	case "CLUSTER.INFO":
 		return []any{"leader_id", "f1", "term", int64(7), "nodes",
 			[]any{[]any{"id", "f1", "state", "leader", "address", "localhost:1", "resp_address", "127.0.0.1:2", "http_address", "127.0.0.1:3"}},
-			"quorum_size", int64(1), "has_quorum", int64(1)}
+			"quorum_size", int64(1), "has_quorum", int64(1), "cluster_id", "c0ffee"}
 	}
 	return errReplyText("ERR unknown command '" + args[0] + "'")
 }

@@ -36,6 +36,9 @@ type ClusterInfo struct {
 	QuorumSize int
 	// HasQuorum reports whether the leader reaches a majority.
 	HasQuorum bool
+	// ClusterID names the cluster; empty from a cluster (or server) that
+	// has none yet.
+	ClusterID string
 }
 
 // NodeInfo describes one member of the cluster.
@@ -177,7 +180,7 @@ func parseCluster(v any) (ClusterInfo, error) {
 	if err != nil {
 		return ClusterInfo{}, err
 	}
-	ci := ClusterInfo{LeaderID: asString(m["leader_id"]), HasQuorum: asBool(m["has_quorum"])}
+	ci := ClusterInfo{LeaderID: asString(m["leader_id"]), HasQuorum: asBool(m["has_quorum"]), ClusterID: asString(m["cluster_id"])}
 	if ci.Term, err = asUint(m["term"]); err != nil {
 		return ClusterInfo{}, fmt.Errorf("term: %w", err)
 	}

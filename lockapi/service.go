@@ -81,6 +81,8 @@ type ClusterInfo struct {
 	Nodes      []NodeInfo
 	QuorumSize int
 	HasQuorum  bool
+	// ClusterID names the cluster (empty until its protocol version 3).
+	ClusterID string
 }
 
 // Service is the lock service as the front ends see it. Implementations must

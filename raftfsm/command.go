@@ -42,7 +42,9 @@ const (
 	// lowers it). The leader proposes it once every member of the raft
 	// configuration has told it that it runs a build of that version. From
 	// protocol version 2 on, fencing tokens come from a per-command sequence
-	// and entries may carry a batch of commands (see [EncodeBatch]).
+	// and entries may carry a batch of commands (see [EncodeBatch]). From
+	// version 3 on, Key names the cluster: the first such entry's Key
+	// becomes the cluster id for good (see [FSM.ClusterID]).
 	OpSetVersion Op = 9
 )
 
@@ -52,8 +54,9 @@ const lastOp = OpSetVersion
 // ProtocolVersion is the newest log format this build applies and, once
 // every member of the cluster runs it, writes. Version 1 is every format up
 // to OpHandoff; version 2 adds OpSetVersion, batch entries and sequence
-// fencing tokens.
-const ProtocolVersion = 2
+// fencing tokens; version 3 adds the cluster id (OpSetVersion's Key, and a
+// snapshot field), which nodes exchange on the raft port.
+const ProtocolVersion = 3
 
 // String returns the operation's name.
 func (o Op) String() string {
@@ -109,7 +112,8 @@ type Command struct {
 	Owner string
 	TTL   time.Duration
 	// Token, when non-zero, must match the lock's fencing token (renew,
-	// release). For OpSetVersion it is the cluster's new protocol version.
+	// release). For OpSetVersion it is the cluster's new protocol version
+	// (and Key, from version 3 on, the cluster id).
 	Token uint64
 	// RESPAddr and HTTPAddr are a node's client addresses (OpSetNode; Key is
 	// the node's ID).

@@ -100,6 +100,9 @@ type FSM struct {
 	// as a fencing token since version 2.
 	version atomic.Uint64
 	seq     uint64
+	// clusterID names the cluster once a raise to protocol version 3 has
+	// set it (see [FSM.ClusterID]); it never changes after that.
+	clusterID atomic.Pointer[string]
 	// halted is set when an entry of a newer format arrived; from then on
 	// Apply changes nothing and Snapshot refuses. onHalt hears of it.
 	halted error
@@ -136,6 +139,7 @@ func (f *FSM) reset() {
 	f.scripts = scriptCache{}
 	f.version.Store(1)
 	f.seq = 0
+	f.clusterID.Store(new(string))
 }
 
 // Apply applies one committed raft log entry and returns a *Result, or a
@@ -187,7 +191,7 @@ func (f *FSM) apply(idx uint64, c Command) Result {
 	case OpHandoff:
 		f.handoff(tok, c, &r)
 	case OpSetVersion:
-		f.raiseVersion(idx, c.Token)
+		f.raiseVersion(idx, c.Token, c.Key)
 	default:
 		r.Err = fmt.Errorf("%w: unknown op %d", ErrBadCommand, c.Op)
 	}
@@ -418,7 +422,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, f.halted
 	}
 	return &snapshot{now: f.now, applied: f.applied, locks: f.locks.Copy(), nodes: f.copyNodes(), scripts: f.scripts.copy(),
-		version: f.version.Load(), seq: f.seq}, nil
+		version: f.version.Load(), seq: f.seq, clusterID: f.ClusterID()}, nil
 }
 
 // Restore replaces all state with the snapshot read from rc. The keyspace
@@ -440,6 +444,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.now, f.applied = st.now, st.applied
 	f.version.Store(st.version)
 	f.seq = st.seq
+	f.clusterID.Store(&st.clusterID)
 	f.locks, f.expiry = st.locks, expiry
 	for _, n := range st.nodes {
 		f.nodes[n.id] = n.addrs

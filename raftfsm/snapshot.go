@@ -16,7 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Snapshot format, version 3 (all integers big-endian; strings are
+// Snapshot format, version 4 (all integers big-endian; strings are
 // uvarint-length-prefixed):
 //
 //	magic "DLSNAP" | version u16 | applied u64 | now i64 | count u64 |
@@ -24,22 +24,23 @@ import (
 //	         deadline i64 | [kind 1: fields uvarint | fields x (name | value)]) |
 //	nodes u64 | nodes x (id | resp | http) |
 //	script seq u64 | scripts u64 | scripts x (sha | body | seq u64) |
-//	[v3: cluster protocol u64 | token seq u64] |
+//	[v3: cluster protocol u64 | token seq u64] | [v4: cluster id] |
 //	crc32c u32 of every preceding byte
 //
 // kind is 0 for a string key (a lock; owner is its value) and 1 for a hash
 // (owner empty). Keys are written in key order, hash fields in name order,
 // nodes in id order and scripts in SHA order, so equal states give equal
-// bytes. Version 1 (no kind byte, no hashes, no scripts) and version 2 (no
-// protocol version) are still read.
+// bytes. Version 1 (no kind byte, no hashes, no scripts), version 2 (no
+// protocol version) and version 3 (no cluster id) are still read.
 //
-// While the cluster's protocol version is 1 the snapshot is written as
-// version 2, which builds from before protocol versions read: they may still
-// be members, and the state a version 3 snapshot adds (protocol version 1,
-// no sequence) is what version 2 implies.
+// A snapshot is written in the oldest format that holds its state, which
+// every member of the cluster reads: while the cluster's protocol version
+// is 1, version 2, which builds from before protocol versions read (the
+// state a version 3 snapshot adds, protocol version 1 and no sequence, is
+// what version 2 implies); while it is 2, version 3 (no cluster id yet).
 const (
 	snapshotMagic   = "DLSNAP"
-	snapshotVersion = 3
+	snapshotVersion = 4
 )
 
 // ErrBadSnapshot means a snapshot stream is not one this version wrote, or is
@@ -50,13 +51,14 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // snapshot is an immutable copy of the state, written by Persist.
 type snapshot struct {
-	now     time.Duration
-	applied uint64
-	locks   lockTable
-	nodes   map[string]NodeAddrs
-	scripts scriptCache
-	version uint64 // the cluster's protocol version
-	seq     uint64
+	now       time.Duration
+	applied   uint64
+	locks     lockTable
+	nodes     map[string]NodeAddrs
+	scripts   scriptCache
+	version   uint64 // the cluster's protocol version
+	seq       uint64
+	clusterID string
 }
 
 // Persist writes the snapshot to sink and closes it (or cancels it on error).
@@ -76,8 +78,11 @@ func (s *snapshot) write(w io.Writer) error {
 	crc := crc32.New(castagnoli)
 	bw := bufio.NewWriterSize(io.MultiWriter(w, crc), 64<<10)
 	format := uint16(snapshotVersion)
-	if s.version < 2 {
+	switch {
+	case s.version < 2:
 		format = 2
+	case s.version < 3:
+		format = 3
 	}
 	var buf []byte
 	buf = append(buf, snapshotMagic...)
@@ -120,6 +125,9 @@ func (s *snapshot) write(w io.Writer) error {
 		buf = binary.BigEndian.AppendUint64(buf, s.version)
 		buf = binary.BigEndian.AppendUint64(buf, s.seq)
 	}
+	if format >= 4 {
+		buf = wire.AppendString(buf, s.clusterID)
+	}
 	if _, err := bw.Write(buf); err != nil {
 		return err
 	}
@@ -156,13 +164,14 @@ func appendLock(b []byte, l LockState) []byte {
 // reading (the keys arrive in ascending order, so it is bulk-loaded), not
 // shared with any FSM until Restore installs it.
 type snapshotState struct {
-	now     time.Duration
-	applied uint64
-	locks   lockTable
-	nodes   []snapshotNode
-	scripts scriptCache
-	version uint64
-	seq     uint64
+	now       time.Duration
+	applied   uint64
+	locks     lockTable
+	nodes     []snapshotNode
+	scripts   scriptCache
+	version   uint64
+	seq       uint64
+	clusterID string
 }
 
 type snapshotNode struct {
@@ -245,6 +254,13 @@ func readSnapshot(r io.Reader) (snapshotState, error) {
 		if err := readVersions(br, &st); err != nil {
 			return st, fmt.Errorf("%w: protocol version: %v", ErrBadSnapshot, err)
 		}
+	}
+	if version >= 4 {
+		id, err := readString(br)
+		if err != nil {
+			return st, fmt.Errorf("%w: cluster id: %v", ErrBadSnapshot, err)
+		}
+		st.clusterID = id
 	}
 	sum := crc.Sum32()
 	var tail [4]byte

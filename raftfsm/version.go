@@ -39,6 +39,14 @@ func (f *FSM) Halted() error {
 // applied entry: 1 until an OpSetVersion raised it.
 func (f *FSM) ClusterVersion() uint64 { return f.version.Load() }
 
+// ClusterID returns the cluster's id as of the last applied entry, or ""
+// before the raise to protocol version 3 that sets it. The leader that
+// raises the cluster to version 3 draws it at random, so two clusters
+// never share one, however alike their members' names and addresses; once
+// set, it never changes. Nodes send it when they open a raft connection,
+// and refuse a connection from a node of another cluster.
+func (f *FSM) ClusterID() string { return *f.clusterID.Load() }
+
 // admit opens entry idx, whose decoding gave err: it returns the error
 // that refuses the whole entry (ErrHalted once halted, halting now on
 // ErrNewerFormat, or err itself), or nil to apply it. Every entry but one
@@ -104,8 +112,12 @@ func (f *FSM) nextToken(idx uint64) uint64 {
 
 // raiseVersion applies OpSetVersion at raft index idx. Raising the version
 // to 2 starts the sequence at idx: every token granted before is an index
-// below it, so tokens keep growing. f.mu must be held.
-func (f *FSM) raiseVersion(idx, v uint64) {
+// below it, so tokens keep growing. From version 3 on, id names the
+// cluster if nothing has named it yet. f.mu must be held.
+func (f *FSM) raiseVersion(idx, v uint64, id string) {
+	if v >= 3 && id != "" && f.ClusterID() == "" {
+		f.clusterID.Store(&id)
+	}
 	cur := f.version.Load()
 	if v <= cur {
 		return

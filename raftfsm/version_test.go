@@ -261,3 +261,53 @@ func TestFSMSnapshotFormatFollowsTheVersion(t *testing.T) {
 	}
 	checkSameState(t, f, g)
 }
+
+// TestFSMClusterID: the first raise to protocol version 3 or more that
+// carries an id names the cluster, for good; a version 4 snapshot keeps
+// it, and one written before the cluster reached version 3 has no room
+// for it.
+func TestFSMClusterID(t *testing.T) {
+	f := New()
+	formatOf := func(b []byte) uint16 { return binary.BigEndian.Uint16(b[len(snapshotMagic):]) }
+	steps := []struct {
+		name    string
+		cmd     Command
+		version uint64
+		id      string
+		format  uint16
+	}{
+		{"a raise to 2 names nothing", Command{Op: OpSetVersion, Token: 2, Key: "early"}, 2, "", 3},
+		{"the raise to 3 names the cluster", Command{Op: OpSetVersion, Token: 3, Key: "id-a"}, 3, "id-a", 4},
+		{"a later raise keeps the name", Command{Op: OpSetVersion, Token: 3, Key: "id-b"}, 3, "id-a", 4},
+		{"so does one without an id", setVersion(3), 3, "id-a", 4},
+	}
+	for i, s := range steps {
+		if r := applyCmd(t, f, uint64(10+i), s.cmd); r.Err != nil {
+			t.Fatalf("%s: %v", s.name, r.Err)
+		}
+		if f.ClusterVersion() != s.version || f.ClusterID() != s.id {
+			t.Fatalf("%s: version %d, id %q; want %d, %q", s.name, f.ClusterVersion(), f.ClusterID(), s.version, s.id)
+		}
+		snap := snapshotBytes(t, f)
+		if got := formatOf(snap); got != s.format {
+			t.Fatalf("%s: snapshot format %d, want %d", s.name, got, s.format)
+		}
+		g := New()
+		if err := g.Restore(nopCloser{bytes.NewReader(snap)}); err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if g.ClusterID() != s.id || g.ClusterVersion() != s.version {
+			t.Fatalf("%s: restored id %q at version %d", s.name, g.ClusterID(), g.ClusterVersion())
+		}
+		checkSameState(t, f, g)
+	}
+	// A raise in a batch names a cluster that has no name yet.
+	h := New()
+	applyCmd(t, h, 1, setVersion(2))
+	if rs := applyBatch(t, h, 2, batch(acq(0, "k", "o", time.Minute), Command{Op: OpSetVersion, Token: 3, Key: "id-c"})); rs[1].Err != nil {
+		t.Fatal(rs[1].Err)
+	}
+	if h.ClusterID() != "id-c" {
+		t.Fatalf("id after a batched raise = %q", h.ClusterID())
+	}
+}

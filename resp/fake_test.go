@@ -121,7 +121,7 @@ var testLock = lockapi.Lock{
 
 // testCluster is what the scripted service reports for CLUSTER.INFO.
 var testCluster = lockapi.ClusterInfo{
-	LeaderID: "n1", Term: 7, QuorumSize: 2, HasQuorum: true,
+	LeaderID: "n1", Term: 7, QuorumSize: 2, HasQuorum: true, ClusterID: "c0ffee",
 	Nodes: []lockapi.NodeInfo{
 		{ID: "n1", State: "leader", Address: "127.0.0.1:9001", RESPAddr: "127.0.0.1:6379", HTTPAddr: "127.0.0.1:8001"},
 		{ID: "n2", State: "follower", Address: "127.0.0.1:9002"},

@@ -107,6 +107,7 @@ func (c *client) infoSection(sec string) [][2]string {
 			{"raft_leader_id", info.LeaderID}, {"raft_term", strconv.FormatUint(info.Term, 10)},
 			{"raft_state", state}, {"raft_nodes", strconv.Itoa(len(info.Nodes))},
 			{"raft_quorum_size", strconv.Itoa(info.QuorumSize)}, {"raft_has_quorum", map[bool]string{true: "1", false: "0"}[info.HasQuorum]},
+			{"raft_cluster_id", info.ClusterID},
 		}
 		if s.keys != nil {
 			st := s.keys.KeyStats()

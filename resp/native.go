@@ -135,8 +135,9 @@ func cmdLockList(c *client, args [][]byte) {
 // CLUSTER.INFO
 // help: describes the cluster as this node sees it: a map (a flat
 // field-value array on RESP2) of leader_id, term, nodes (each a map of id,
-// state, address, resp_address and http_address), quorum_size and
-// has_quorum (a boolean; 1 or 0 on RESP2).
+// state, address, resp_address and http_address), quorum_size, has_quorum
+// (a boolean; 1 or 0 on RESP2) and cluster_id (empty until the cluster
+// runs protocol version 3).
 func cmdClusterInfo(c *client, args [][]byte) {
 	ctx, cancel := c.commandContext(0)
 	defer cancel()
@@ -145,7 +146,7 @@ func cmdClusterInfo(c *client, args [][]byte) {
 		c.writeError(err)
 		return
 	}
-	c.writeMap(5)
+	c.writeMap(6)
 	c.writeBulkString("leader_id")
 	c.writeBulkString(info.LeaderID)
 	c.writeBulkString("term")
@@ -169,6 +170,8 @@ func cmdClusterInfo(c *client, args [][]byte) {
 	c.writeInt(int64(info.QuorumSize))
 	c.writeBulkString("has_quorum")
 	c.writeBool(info.HasQuorum)
+	c.writeBulkString("cluster_id")
+	c.writeBulkString(info.ClusterID)
 }
 
 // writeLock writes a lock as LOCK.INFO does.

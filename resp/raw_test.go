@@ -75,6 +75,7 @@ const (
 	infoBodyRESP3 = "%7\r\n$3\r\nkey\r\n$1\r\nk\r\n$5\r\nowner\r\n$1\r\no\r\n" +
 		"$13\r\nfencing_token\r\n:42\r\n$7\r\nversion\r\n:3\r\n$6\r\nttl_ms\r\n:12346\r\n" +
 		"$10\r\nexpires_at\r\n:1700000000000\r\n$7\r\nwaiters\r\n:2\r\n"
+	clusterID   = "$10\r\ncluster_id\r\n$6\r\nc0ffee\r\n"
 	clusterTail = "$2\r\nid\r\n$2\r\nn2\r\n$5\r\nstate\r\n$8\r\nfollower\r\n$7\r\naddress\r\n$14\r\n127.0.0.1:9002\r\n" +
 		"$12\r\nresp_address\r\n$0\r\n\r\n$12\r\nhttp_address\r\n$0\r\n\r\n$11\r\nquorum_size\r\n:2\r\n$10\r\nhas_quorum\r\n"
 	helloRESP3 = "%7\r\n$6\r\nserver\r\n$8\r\ndistlock\r\n$7\r\nversion\r\n$5\r\n7.2.0\r\n$5\r\nproto\r\n:3\r\n" +
@@ -91,9 +92,9 @@ func TestRawRESP2AndRESP3(t *testing.T) {
 	c.send(cmd("lock.info", "missing") + cmd("lock.acquire", "held", "o", "1") + cmd("client", "getname"))
 	c.expect("*-1\r\n$-1\r\n$-1\r\n")
 	c.send(cmd("cluster.info"))
-	c.expect("*10\r\n$9\r\nleader_id\r\n$2\r\nn1\r\n$4\r\nterm\r\n:7\r\n$5\r\nnodes\r\n*2\r\n*10\r\n")
+	c.expect("*12\r\n$9\r\nleader_id\r\n$2\r\nn1\r\n$4\r\nterm\r\n:7\r\n$5\r\nnodes\r\n*2\r\n*10\r\n")
 	c.r.Discard(len("$2\r\nid\r\n$2\r\nn1\r\n$5\r\nstate\r\n$6\r\nleader\r\n$7\r\naddress\r\n$14\r\n127.0.0.1:9001\r\n$12\r\nresp_address\r\n$14\r\n127.0.0.1:6379\r\n$12\r\nhttp_address\r\n$14\r\n127.0.0.1:8001\r\n"))
-	c.expect("*10\r\n" + clusterTail + ":1\r\n")
+	c.expect("*10\r\n" + clusterTail + ":1\r\n" + clusterID)
 
 	// HELLO 3 switches this connection to RESP3.
 	c.send(cmd("HELLO", "3"))
@@ -103,9 +104,9 @@ func TestRawRESP2AndRESP3(t *testing.T) {
 	c.send(cmd("lock.info", "missing") + cmd("lock.acquire", "held", "o", "1") + cmd("client", "getname"))
 	c.expect("_\r\n_\r\n_\r\n")
 	c.send(cmd("cluster.info"))
-	c.expect("%5\r\n$9\r\nleader_id\r\n$2\r\nn1\r\n$4\r\nterm\r\n:7\r\n$5\r\nnodes\r\n*2\r\n%5\r\n")
+	c.expect("%6\r\n$9\r\nleader_id\r\n$2\r\nn1\r\n$4\r\nterm\r\n:7\r\n$5\r\nnodes\r\n*2\r\n%5\r\n")
 	c.r.Discard(len("$2\r\nid\r\n$2\r\nn1\r\n$5\r\nstate\r\n$6\r\nleader\r\n$7\r\naddress\r\n$14\r\n127.0.0.1:9001\r\n$12\r\nresp_address\r\n$14\r\n127.0.0.1:6379\r\n$12\r\nhttp_address\r\n$14\r\n127.0.0.1:8001\r\n"))
-	c.expect("%5\r\n" + clusterTail + "#t\r\n")
+	c.expect("%5\r\n" + clusterTail + "#t\r\n" + clusterID)
 	c.send(cmd("lock.list"))
 	second := strings.NewReplacer("$1\r\nk\r\n", "$2\r\nk2\r\n", "$1\r\no\r\n", "$2\r\no2\r\n", ":42", ":43").Replace(infoBodyRESP3)
 	c.expect("*2\r\n" + infoBodyRESP3 + second)

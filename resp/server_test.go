@@ -206,8 +206,8 @@ var doCases = []doCase{
 			"ttl_ms", int64(12346), "expires_at", int64(1700000000000), "waiters", int64(2)}},
 		want3: []any{infoRESP3("k", "o", 42), infoRESP3("k2", "o2", 43)}},
 	{name: "cluster info", args: []any{"CLUSTER.INFO"},
-		want:  []any{"leader_id", "n1", "term", int64(7), "nodes", nodesRESP2, "quorum_size", int64(2), "has_quorum", int64(1)},
-		want3: map[any]any{"leader_id": "n1", "term": int64(7), "nodes": nodesRESP3, "quorum_size": int64(2), "has_quorum": true}},
+		want:  []any{"leader_id", "n1", "term", int64(7), "nodes", nodesRESP2, "quorum_size", int64(2), "has_quorum", int64(1), "cluster_id", "c0ffee"},
+		want3: map[any]any{"leader_id": "n1", "term": int64(7), "nodes": nodesRESP3, "quorum_size": int64(2), "has_quorum": true, "cluster_id": "c0ffee"}},
 
 	// Key commands, through the key service.
 	{name: "get", args: []any{"GET", "k"}, want: "v:k"},

@@ -30,9 +30,17 @@ func rpcSender(r io.Reader) (string, error) {
 // a new cluster lists. raft would let it follow that cluster's leader over
 // a log that is not that cluster's (both begin with a bootstrap entry at
 // index 1 of term 1), or let its term unseat that leader, so such
-// connections are closed. A node with no configuration yet (one that is
-// joining) and a member of a larger cluster admit everyone, as raft does.
-func (n *Node) admitPeer(sender string) bool {
+// connections are closed. So are those that announce another cluster id
+// than this node's (clusterid.go). Otherwise a node with no configuration
+// yet (one that is joining) and a member of a larger cluster admit
+// everyone, as raft does.
+func (n *Node) admitPeer(sender, cluster string) bool {
+	if ours := n.clusterID(); cluster != "" && ours != "" && cluster != ours {
+		n.refusals.note(n.log, sender, fmt.Sprintf("refusing raft connections from a node of another cluster: "+
+			"it announced cluster id %s, this node's cluster is %s (do --peers or CLUSTER.JOIN name a node of another cluster?)",
+			cluster, ours))
+		return false
+	}
 	if sender == "" || sender == n.cfg.ID {
 		return true
 	}
@@ -42,7 +50,8 @@ func (n *Node) admitPeer(sender string) bool {
 	}
 	servers := f.Configuration().Servers
 	if len(servers) == 1 && servers[0].ID == raft.ServerID(n.cfg.ID) {
-		n.refusals.note(n.log, sender)
+		n.refusals.note(n.log, sender, "refusing raft connections from a node of another cluster: this node's cluster has no member but itself "+
+			"(is its data directory from an earlier one-node cluster?)")
 		return false
 	}
 	return true
@@ -61,7 +70,7 @@ const (
 	refusalIDLen   = 64
 )
 
-func (r *refusalLog) note(log interface{ Warn(string, ...any) }, sender string) {
+func (r *refusalLog) note(log interface{ Warn(string, ...any) }, sender, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(sender) > refusalIDLen {
@@ -74,6 +83,5 @@ func (r *refusalLog) note(log interface{ Warn(string, ...any) }, sender string) 
 		return
 	}
 	r.last[sender] = time.Now()
-	log.Warn("refusing raft connections from a node of another cluster: this node's cluster has no member but itself "+
-		"(is its data directory from an earlier one-node cluster?)", "sender", sender)
+	log.Warn(msg, "sender", sender)
 }

@@ -52,23 +52,30 @@ func (n *Node) serveMembership(ctx context.Context, req fwdRequest, local func()
 // protocol version 1 every build may join. Above it, a node that did not
 // announce its version is asked, and one older than the cluster's version
 // (or that cannot say) is refused, since it could not read the log it
-// would replicate.
+// would replicate. Once the cluster has an id, the joining node is asked
+// its own, and one that belongs to another cluster is refused (its raft
+// port would refuse this cluster's leader anyway, and leave a member that
+// never catches up).
 func (n *Node) localJoin(ctx context.Context, id, raftAddr string, version uint64) error {
 	if _, err := n.leaderNow(ctx); err != nil {
 		return err
 	}
 	n.versionMu.Lock()
 	defer n.versionMu.Unlock()
+	cv, ours := n.fsm.ClusterVersion(), n.clusterID()
+	if max(version, 1) < cv || ours != "" {
+		asked, theirs, err := n.askVersion(ctx, raftAddr)
+		if err != nil {
+			n.log.Warn("could not ask a joining node its protocol version and cluster", "id", id, "raft", raftAddr, "err", err)
+		}
+		version = max(version, asked)
+		if theirs != "" && ours != "" && theirs != ours {
+			return lockapi.Invalidf("node %s at %s belongs to another cluster (id %s; this cluster's is %s): "+
+				"give it an empty data directory before it joins", id, raftAddr, theirs, ours)
+		}
+	}
 	if cv := n.fsm.ClusterVersion(); max(version, 1) < cv {
-		if version == 0 {
-			var err error
-			if version, err = n.askVersion(ctx, raftAddr); err != nil {
-				n.log.Warn("could not ask a joining node its protocol version", "id", id, "raft", raftAddr, "err", err)
-			}
-		}
-		if version < cv {
-			return lockapi.Invalidf("node %s runs protocol version %d (0: it could not be asked), older than the cluster's %d: upgrade it before it joins", id, version, cv)
-		}
+		return lockapi.Invalidf("node %s runs protocol version %d (0: it could not be asked), older than the cluster's %d: upgrade it before it joins", id, version, cv)
 	}
 	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, membershipTimeout).Error(); err != nil {
 		return fmt.Errorf("add voter %s at %s: %w", id, raftAddr, raftError(err))
@@ -101,23 +108,24 @@ func (n *Node) protocolVersion() uint64 {
 	return raftfsm.ProtocolVersion
 }
 
-// askVersion asks the node at raftAddr which protocol version it runs: 1
-// when it answers that it does not know the question (a build from before
-// versions, leading), 0 when it cannot be asked or gives no answer (such a
-// build answers no_leader when it does not lead).
-func (n *Node) askVersion(ctx context.Context, raftAddr string) (uint64, error) {
+// askVersion asks the node at raftAddr which protocol version it runs and
+// the id of the cluster it belongs to ("" if it knows none). The version
+// is 1 when it answers that it does not know the question (a build from
+// before versions, leading), 0 when it cannot be asked or gives no answer
+// (such a build answers no_leader when it does not lead).
+func (n *Node) askVersion(ctx context.Context, raftAddr string) (version uint64, cluster string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, askVersionTimeout)
 	defer cancel()
 	resp, err := n.forward(ctx, raftAddr, fwdRequest{Op: "version", Hops: 1})
 	switch {
 	case err == nil && resp.Value != nil && resp.Value.Int > 0:
-		return uint64(resp.Value.Int), nil
+		return uint64(resp.Value.Int), resp.Value.Str, nil
 	case err == nil:
-		return 0, errors.New("no version in the answer")
+		return 0, "", errors.New("no version in the answer")
 	case errors.Is(err, lockapi.ErrInvalid):
-		return 1, nil
+		return 1, "", nil
 	}
-	return 0, err
+	return 0, "", err
 }
 
 // askVersionTimeout bounds one "version" question.
@@ -149,6 +157,7 @@ func (n *Node) registerLoop() {
 		case <-t.C:
 		}
 		n.raiseVersion()
+		n.keepClusterID()
 		if got, ok := n.fsm.Nodes()[n.cfg.ID]; ok && got == want {
 			continue
 		}
@@ -165,15 +174,16 @@ func (n *Node) registerLoop() {
 	}
 }
 
-// raiseVersion, on the leader, moves the cluster to this build's protocol
-// version once every member of the raft configuration says it runs it: from
+// raiseVersion, on the leader, moves the cluster to the newest protocol
+// version that every member of the raft configuration says it runs: from
 // then on entries may use formats that older builds cannot read. The
 // members are asked at that moment (the "version" request), not looked up
 // in a table, so a node rolled back to an older build, or one that cannot
 // answer, holds the raise back. Joins (localJoin) hold the same lock, so no
-// older node can slip in between the question and the entry.
+// older node can slip in between the question and the entry. The raise to
+// version 3 also names the cluster with a fresh random id (clusterid.go).
 func (n *Node) raiseVersion() {
-	if n.fsm.ClusterVersion() >= raftfsm.ProtocolVersion || n.protocolVersion() < raftfsm.ProtocolVersion || !n.IsLeader() {
+	if n.fsm.ClusterVersion() >= n.protocolVersion() || !n.IsLeader() {
 		return
 	}
 	n.versionMu.Lock()
@@ -184,20 +194,27 @@ func (n *Node) raiseVersion() {
 	}
 	ctx, cancel := context.WithTimeout(n.ctx, applyTimeout)
 	defer cancel()
+	target := n.protocolVersion()
 	for _, s := range f.Configuration().Servers {
 		if s.ID == raft.ServerID(n.cfg.ID) {
 			continue
 		}
-		if v, err := n.askVersion(ctx, string(s.Address)); v < raftfsm.ProtocolVersion {
+		v, _, err := n.askVersion(ctx, string(s.Address))
+		if v <= n.fsm.ClusterVersion() {
 			n.log.Debug("not raising the protocol version yet", "member", s.ID, "version", v, "err", err)
 			return
 		}
+		target = min(target, v)
 	}
-	if _, err := n.apply(ctx, raftfsm.Command{Op: raftfsm.OpSetVersion, Token: raftfsm.ProtocolVersion}); err != nil {
+	raise := raftfsm.Command{Op: raftfsm.OpSetVersion, Token: target}
+	if target >= 3 && n.fsm.ClusterID() == "" {
+		raise.Key = newClusterID()
+	}
+	if _, err := n.apply(ctx, raise); err != nil {
 		n.log.Debug("raising the cluster's protocol version", "err", err)
 		return
 	}
-	n.log.Info("cluster protocol version raised", "version", raftfsm.ProtocolVersion)
+	n.log.Info("cluster protocol version raised", "version", target, "cluster_id", n.fsm.ClusterID())
 }
 
 // caughtUp reports whether this node's state machine has (very likely)

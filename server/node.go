@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -80,6 +81,8 @@ type Node struct {
 	failOnce sync.Once
 	failErr  error
 	refusals refusalLog // raft connections refused by admitPeer
+	// storedID is the cluster id in the stable store (clusterid.go).
+	storedID atomic.Pointer[string]
 }
 
 // Start opens the node's stores under cfg.DataDir/cfg.ID, starts raft
@@ -131,6 +134,11 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("open raft log: %w", err)
 	}
 	n.store = store
+	if id, err := storedClusterID(store); err != nil {
+		return err
+	} else if id != "" {
+		n.storedID.Store(&id)
+	}
 	hlog := newRaftLogger(n.log)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.dir(), snapshotsRetained, hlog)
 	if err != nil {
@@ -216,7 +224,7 @@ func (n *Node) startRaft() error {
 	}
 	n.raft = r
 	leader.Set(r)
-	n.stream.setAdmit(n.admitPeer)
+	n.stream.setAdmit(n.admitPeer, n.clusterID)
 	n.metrics = newMetrics(n.cfg.Registry, n)
 	n.obsCh = make(chan raft.Observation, 64)
 	n.obs = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {

@@ -246,6 +246,7 @@ func (n *Node) ClusterInfo(ctx context.Context) (lockapi.ClusterInfo, error) {
 	// may list its members in another order on each).
 	slices.SortFunc(info.Nodes, func(a, b lockapi.NodeInfo) int { return strings.Compare(a.ID, b.ID) })
 	info.QuorumSize = voters/2 + 1
+	info.ClusterID = n.clusterID()
 	info.HasQuorum = n.hasQuorum(leaderID)
 	return info, nil
 }

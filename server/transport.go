@@ -45,10 +45,14 @@ type streamLayer struct {
 	tracker   raftconn.Tracker
 
 	// admit decides, from the sender named in the header of a raft
-	// connection's first RPC, whether the connection reaches raft. Routing
-	// waits for it (setAdmit), so no RPC reaches raft before it is known.
-	admit      func(sender string) bool
+	// connection's first RPC and the cluster id the connection announced
+	// ("" if none), whether the connection reaches raft. Routing waits for
+	// it (setAdmit), so no RPC reaches raft before it is known.
+	admit      func(sender, cluster string) bool
 	admitReady chan struct{}
+	// cluster returns the id that this node's raft connections announce
+	// ("": none); set with admit.
+	cluster func() string
 }
 
 type advertiseAddr string
@@ -89,15 +93,17 @@ func (s *streamLayer) acceptLoop() {
 	}
 }
 
-// setAdmit sets the admission check of raft connections (see admit); call
-// it once.
-func (s *streamLayer) setAdmit(admit func(sender string) bool) {
-	s.admit = admit
+// setAdmit sets the admission check of raft connections (see admit) and
+// the cluster id they announce when dialed; call it once.
+func (s *streamLayer) setAdmit(admit func(sender, cluster string) bool, cluster func() string) {
+	s.admit, s.cluster = admit, cluster
 	close(s.admitReady)
 }
 
 // route reads the first byte of c and hands it to raft or to forwarding. A
-// raft connection reaches raft only if admit lets its first RPC's sender in.
+// raft connection may open with the sender's cluster id (clusterMagic); it
+// reaches raft only if admit lets its first RPC's sender, of that cluster,
+// in.
 func (s *streamLayer) route(c net.Conn) {
 	c.SetDeadline(time.Now().Add(firstByteTimeout)) // the TLS handshake too
 	br := bufio.NewReader(c)
@@ -105,6 +111,17 @@ func (s *streamLayer) route(c net.Conn) {
 	if err != nil {
 		c.Close()
 		return
+	}
+	cluster := ""
+	if b[0] == clusterMagic {
+		br.Discard(1)
+		if cluster, err = readClusterHello(br); err == nil {
+			b, err = br.Peek(1)
+		}
+		if err != nil || b[0] == forwardMagic || b[0] == clusterMagic {
+			c.Close()
+			return
+		}
 	}
 	if b[0] == forwardMagic {
 		c.SetDeadline(time.Time{})
@@ -126,7 +143,7 @@ func (s *streamLayer) route(c net.Conn) {
 		}
 	}
 	c.SetDeadline(time.Time{})
-	if err != nil || !s.admit(sender) {
+	if err != nil || !s.admit(sender, cluster) {
 		c.Close()
 		return
 	}
@@ -168,9 +185,30 @@ func (s *streamLayer) Close() error {
 	return err
 }
 
-// Dial connects to a peer's raft address.
+// Dial connects to a peer's raft address and, once this node knows its
+// cluster's id, announces it.
 func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return s.dial.dial(string(address), timeout)
+	c, err := s.dial.dial(string(address), timeout)
+	if err != nil {
+		return nil, err
+	}
+	id := ""
+	select {
+	case <-s.admitReady:
+		id = s.cluster()
+	default:
+	}
+	if id == "" {
+		return c, nil
+	}
+	c.SetWriteDeadline(time.Now().Add(timeout))
+	_, err = c.Write(appendClusterHello(nil, id))
+	c.SetWriteDeadline(time.Time{})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("announce the cluster id to %s: %w", address, err)
+	}
+	return c, nil
 }
 
 // peerDialer connects to other nodes' raft ports, for raft and for

@@ -51,29 +51,39 @@ func raftConn(t *testing.T, s *streamLayer) net.Conn {
 	return c
 }
 
-// A raft connection reaches raft only if admit lets its sender in, and
-// raft then reads every byte the peer sent, those read to find the sender
-// included.
+// A raft connection reaches raft only if admit lets its sender, and the
+// cluster id it announced, in; raft then reads every byte the peer sent
+// after the announcement, those read to find the sender included.
 func TestRouteAdmitsRaftConnectionsBySender(t *testing.T) {
 	s, err := newStreamLayer("127.0.0.1:0", "", peerDialer{}, func(c net.Conn, _ *bufio.Reader) { c.Close() })
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
-	s.setAdmit(func(sender string) bool { return sender == "p1" })
+	s.setAdmit(func(sender, cluster string) bool { return sender == "p1" && (cluster == "" || cluster == "ours") }, func() string { return "" })
 	rpc := firstRPC(t, "p1")
 	for _, tt := range []struct {
+		name   string
+		hello  []byte // sent before the first RPC
 		sender string
 		admit  bool
-	}{{"p1", true}, {"stranger", false}} {
-		t.Run(tt.sender, func(t *testing.T) {
+	}{
+		{"p1", nil, "p1", true},
+		{"stranger", nil, "stranger", false},
+		{"p1 of this cluster", appendClusterHello(nil, "ours"), "p1", true},
+		{"p1 of another cluster", appendClusterHello(nil, "theirs"), "p1", false},
+		{"an empty id", []byte{clusterMagic, 0}, "p1", false},
+		{"an id too long", appendClusterHello(nil, strings.Repeat("x", maxClusterIDLen+1)), "p1", false},
+		{"an id, then forwarding", append(appendClusterHello(nil, "ours"), forwardMagic), "p1", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
 			c, err := net.DialTimeout("tcp", s.ln.Addr().String(), 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			sent := append(firstRPC(t, tt.sender), "and the rest"...)
-			if _, err := c.Write(sent); err != nil {
+			if _, err := c.Write(append(append([]byte(nil), tt.hello...), sent...)); err != nil {
 				t.Fatal(err)
 			}
 			if !tt.admit {
@@ -114,9 +124,47 @@ func newTestStreamLayer(t *testing.T) *streamLayer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.setAdmit(func(string) bool { return true })
+	s.setAdmit(func(string, string) bool { return true }, func() string { return "" })
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// Once a node knows its cluster's id, each raft connection it dials
+// announces it, and the receiving node's admission check sees it.
+func TestDialAnnouncesTheClusterID(t *testing.T) {
+	rx, err := newStreamLayer("127.0.0.1:0", "", peerDialer{}, func(c net.Conn, _ *bufio.Reader) { c.Close() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	seen := make(chan string, 4)
+	rx.setAdmit(func(_, cluster string) bool { seen <- cluster; return true }, func() string { return "" })
+	tx := newTestStreamLayer(t)
+	var id atomic.Value
+	id.Store("")
+	tx.cluster = func() string { return id.Load().(string) }
+	for _, want := range []string{"", "c0ffee"} {
+		id.Store(want)
+		c, err := tx.Dial(raft.ServerAddress(rx.ln.Addr().String()), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(firstRPC(t, "p1")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-seen:
+			if got != want {
+				t.Fatalf("the receiver saw cluster id %q, want %q", got, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the connection never reached the admission check")
+		}
+		c.Close()
+		if a, err := rx.Accept(); err == nil {
+			a.Close()
+		}
+	}
 }
 
 // hashicorp/raft handles heartbeats on the connection's goroutine, which
@@ -198,7 +246,7 @@ func TestRefusalLogIsBounded(t *testing.T) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	long := strings.Repeat("x", 1<<16)
 	for i := range 1000 {
-		r.note(quiet, fmt.Sprint(i, long))
+		r.note(quiet, fmt.Sprint(i, long), "refused")
 	}
 	size := 0
 	for k := range r.last {

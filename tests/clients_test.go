@@ -243,8 +243,12 @@ func TestClientSingleNode(t *testing.T) {
 	if _, err := cl.Acquire(ctx, "single", clients.AcquireOptions{TTL: 48 * time.Hour}); !errors.Is(err, clients.ErrInvalid) {
 		t.Fatalf("Acquire over --max-ttl: %v, want ErrInvalid", err)
 	}
-	ci, err := cl.ClusterInfo(ctx)
-	if err != nil || ci.LeaderID != "node1" || !ci.HasQuorum || len(ci.Nodes) != 1 || ci.Nodes[0].RESPAddress == "" {
+	var ci *clients.ClusterInfo
+	poll(t, 10*time.Second, "CLUSTER.INFO with a cluster id", func() bool {
+		ci, err = cl.ClusterInfo(ctx)
+		return err == nil && ci.ClusterID != ""
+	})
+	if ci.LeaderID != "node1" || !ci.HasQuorum || len(ci.Nodes) != 1 || ci.Nodes[0].RESPAddress == "" || len(ci.ClusterID) != 32 {
 		t.Fatalf("ClusterInfo = %+v, %v", ci, err)
 	}
 }

@@ -271,7 +271,7 @@ func TestLockctl(t *testing.T) {
 			ci["leader_id"] != lead.id || ci["has_quorum"] != true || len(ci["nodes"].([]any)) != 3 {
 			t.Fatalf("cluster --json: %v %v", ci, err)
 		}
-		if out := run("--addr", c.others(lead)[0].respAddr(), "cluster"); !strings.Contains(out, "leader:  "+lead.id) ||
+		if out := run("--addr", c.others(lead)[0].respAddr(), "cluster"); !strings.Contains(out, "leader:   "+lead.id) ||
 			strings.Count(out, "follower") != 2 {
 			t.Fatalf("cluster table:\n%s", out)
 		}

@@ -150,7 +150,7 @@ func TestTables(t *testing.T) {
 	b.Reset()
 	writeTable(&b, &clients.ClusterInfo{LeaderID: "n1", Term: 4, QuorumSize: 2, HasQuorum: true, Nodes: []clients.NodeInfo{
 		{ID: "n1", State: "leader", Address: "h:9001", RESPAddress: "h:6379"}, {ID: "n2", State: "follower"}}})
-	for _, want := range []string{"leader:  n1\n", "quorum:  2 of 2 nodes (has quorum: yes)", "n2  follower  -"} {
+	for _, want := range []string{"leader:   n1\n", "quorum:   2 of 2 nodes (has quorum: yes)", "cluster:  -\n", "n2  follower  -"} {
 		if !strings.Contains(b.String(), want) {
 			t.Fatalf("cluster table lacks %q:\n%s", want, b.String())
 		}

@@ -37,6 +37,7 @@ type clusterJSON struct {
 	Nodes      []nodeJSON `json:"nodes"`
 	QuorumSize int        `json:"quorum_size"`
 	HasQuorum  bool       `json:"has_quorum"`
+	ClusterID  string     `json:"cluster_id"`
 }
 
 type nodeJSON struct {
@@ -63,7 +64,7 @@ func writeJSON(w io.Writer, v any) error {
 		}
 		out = locks
 	case *clients.ClusterInfo:
-		ci := clusterJSON{LeaderID: v.LeaderID, Term: v.Term, QuorumSize: v.QuorumSize, HasQuorum: v.HasQuorum, Nodes: []nodeJSON{}}
+		ci := clusterJSON{LeaderID: v.LeaderID, Term: v.Term, QuorumSize: v.QuorumSize, HasQuorum: v.HasQuorum, ClusterID: v.ClusterID, Nodes: []nodeJSON{}}
 		for _, n := range v.Nodes {
 			ci.Nodes = append(ci.Nodes, nodeJSON(n))
 		}
@@ -131,6 +132,7 @@ func clusterTable(w io.Writer, ci *clients.ClusterInfo) {
 	fmt.Fprintf(w, "leader:\t%s\n", leader)
 	fmt.Fprintf(w, "term:\t%d\n", ci.Term)
 	fmt.Fprintf(w, "quorum:\t%d of %d nodes (has quorum: %s)\n", ci.QuorumSize, len(ci.Nodes), quorum)
+	fmt.Fprintf(w, "cluster:\t%s\n", dash(ci.ClusterID))
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "ID\tSTATE\tRAFT ADDRESS\tRESP ADDRESS\tHTTP ADDRESS")
 	for _, n := range ci.Nodes {
