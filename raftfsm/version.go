@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/distlock/distlock/internal/wire"
 )
 
 // ErrHalted is the error of every entry after the state machine met one it
@@ -46,6 +48,37 @@ func (f *FSM) ClusterVersion() uint64 { return f.version.Load() }
 // set, it never changes. Nodes send it when they open a raft connection,
 // and refuse a connection from a node of another cluster.
 func (f *FSM) ClusterID() string { return *f.clusterID.Load() }
+
+// ClusterIDIn returns the cluster id that the log entry data would set if
+// it were applied to a state machine that has none: the Key of its first
+// OpSetVersion to protocol version 3 or more with a Key, in a single
+// command or a batch; "" when it has none or does not decode. A node reads
+// it from its log at start, before raft applies anything.
+func ClusterIDIn(data []byte) string {
+	isRaise := func(b []byte) bool { return len(b) > 1 && b[0] == commandVersion && Op(b[1]) == OpSetVersion }
+	idOf := func(b []byte) string {
+		if c, err := Decode(b); err == nil && c.Token >= 3 {
+			return c.Key
+		}
+		return ""
+	}
+	if !IsBatch(data) {
+		if isRaise(data) {
+			return idOf(data)
+		}
+		return ""
+	}
+	d := wire.Decoder{B: data[1:]}
+	n := d.Count()
+	for i := uint64(0); i < n && d.Err == nil; i++ {
+		if b := d.Bytes(); d.Err == nil && isRaise(b) {
+			if id := idOf(b); id != "" {
+				return id
+			}
+		}
+	}
+	return ""
+}
 
 // admit opens entry idx, whose decoding gave err: it returns the error
 // that refuses the whole entry (ErrHalted once halted, halting now on

@@ -311,3 +311,26 @@ func TestFSMClusterID(t *testing.T) {
 		t.Fatalf("id after a batched raise = %q", h.ClusterID())
 	}
 }
+
+func TestClusterIDIn(t *testing.T) {
+	raise := func(v uint64, id string) Command { return Command{Op: OpSetVersion, Token: v, Key: id} }
+	for _, tt := range []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"a raise to 3", Encode(nil, raise(3, "id-a")), "id-a"},
+		{"a raise to 4", Encode(nil, raise(4, "id-a")), "id-a"},
+		{"a raise to 2", Encode(nil, raise(2, "id-a")), ""},
+		{"a raise without an id", Encode(nil, raise(3, "")), ""},
+		{"an acquire", Encode(nil, acq(0, "id-a", "o", time.Second)), ""},
+		{"a batch", batch(acq(0, "k", "o", time.Second), raise(3, ""), raise(3, "id-b"), raise(3, "id-c")), "id-b"},
+		{"a batch without a raise", batch(acq(0, "k", "o", time.Second)), ""},
+		{"a truncated batch", batch(acq(0, "k", "o", time.Second), raise(3, "id-b"))[:8], ""},
+		{"nothing", nil, ""},
+	} {
+		if got := ClusterIDIn(tt.data); got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}

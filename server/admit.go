@@ -31,14 +31,18 @@ func rpcSender(r io.Reader) (string, error) {
 // a log that is not that cluster's (both begin with a bootstrap entry at
 // index 1 of term 1), or let its term unseat that leader, so such
 // connections are closed. So are those that announce another cluster id
-// than this node's (clusterid.go). Otherwise a node with no configuration
-// yet (one that is joining) and a member of a larger cluster admit
-// everyone, as raft does.
+// than this node's, or none once this node knows its own (clusterid.go).
+// Otherwise a node with no configuration yet (one that is joining) and a
+// member of a larger cluster admit everyone, as raft does.
 func (n *Node) admitPeer(sender, cluster string) bool {
-	if ours := n.clusterID(); cluster != "" && ours != "" && cluster != ours {
+	if ours := n.clusterID(); ours != "" && cluster != ours {
+		theirs := "no cluster id"
+		if cluster != "" {
+			theirs = "cluster id " + cluster
+		}
 		n.refusals.note(n.log, sender, fmt.Sprintf("refusing raft connections from a node of another cluster: "+
-			"it announced cluster id %s, this node's cluster is %s (do --peers or CLUSTER.JOIN name a node of another cluster?)",
-			cluster, ours))
+			"it announced %s, this node's cluster is %s (do --peers or CLUSTER.JOIN name a node of another cluster?)",
+			theirs, ours))
 		return false
 	}
 	if sender == "" || sender == n.cfg.ID {

@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/hashicorp/raft"
+
+	"github.com/distlock/distlock/raftfsm"
 	"github.com/distlock/distlock/walstore"
 )
 
@@ -15,13 +18,20 @@ import (
 // The leader that raises the cluster to protocol version 3 draws it at
 // random and commits it with the raise (raftfsm.FSM.ClusterID); each node
 // also keeps it in its stable store, so that it knows it from the moment
-// it starts, before it has replayed its log. A node that knows it opens
-// each raft connection with clusterMagic and the id; the receiving node
-// refuses the connection when it knows another id (admitPeer). Nodes that
-// know no id yet (a cluster still at an older version, a node that has
-// just joined) send none and are let in, as before: only two clusters that
-// are both named are kept apart, which is every cluster once all its nodes
-// run this build.
+// it starts, before raft has applied anything (a node that crashed before
+// it stored the id finds it in its log). A node that knows it opens each
+// raft connection with clusterMagic and the id; a node that knows its id
+// refuses a connection that announces another id or none (admitPeer).
+// Nodes that know no id admit every connection, as before.
+//
+// Refusing connections without an id cannot keep a cluster from electing
+// a leader. A node knows the id once its log or snapshot holds the raise,
+// which is committed, so on a majority; a node whose log lacks it is less
+// up to date than every node whose log holds it (its last entry comes
+// before the raise, or it would hold the raise by raft's log matching), so
+// it cannot win their votes anyway, and they can win without its own. A
+// member that joined after the raise learns the id from the leader's
+// entries or snapshot, which it admits.
 
 // clusterMagic is the first byte of a raft connection that opens with the
 // sender's cluster id: clusterMagic | len u8 | id. Raft's own connections
@@ -41,17 +51,46 @@ func newClusterID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// storedClusterID returns the cluster id in the node's stable store, or ""
-// when it holds none.
-func storedClusterID(store *walstore.Store) (string, error) {
+// startClusterID returns the cluster id a node knows at start, before raft
+// restores its snapshot: the one in its stable store, else the first one
+// set by an entry of its log after its newest snapshot (whose own id the
+// state machine gets when raft restores it), else "".
+func startClusterID(store *walstore.Store, snaps raft.SnapshotStore) (string, error) {
 	b, err := store.Get([]byte(clusterIDKey))
-	if errors.Is(err, walstore.ErrKeyNotFound) {
-		return "", nil
-	}
-	if err != nil {
+	switch {
+	case err == nil && len(b) > 0:
+		return string(b), nil
+	case err != nil && !errors.Is(err, walstore.ErrKeyNotFound):
 		return "", fmt.Errorf("read the cluster id: %w", err)
 	}
-	return string(b), nil
+	metas, err := snaps.List()
+	if err != nil {
+		return "", fmt.Errorf("list snapshots: %w", err)
+	}
+	var after uint64
+	if len(metas) > 0 {
+		after = metas[0].Index
+	}
+	first, err := store.FirstIndex()
+	if err != nil {
+		return "", fmt.Errorf("first log index: %w", err)
+	}
+	last, err := store.LastIndex()
+	if err != nil {
+		return "", fmt.Errorf("last log index: %w", err)
+	}
+	for i := max(first, after+1); i <= last && i > 0; i++ {
+		var l raft.Log
+		if err := store.GetLog(i, &l); err != nil {
+			return "", fmt.Errorf("read log entry %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand {
+			if id := raftfsm.ClusterIDIn(l.Data); id != "" {
+				return id, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // clusterID returns the id of this node's cluster: the one its state

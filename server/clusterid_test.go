@@ -2,6 +2,10 @@ package server
 
 import (
 	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +14,7 @@ import (
 
 	"github.com/distlock/distlock/lockapi"
 	"github.com/distlock/distlock/raftfsm"
+	"github.com/distlock/distlock/walstore"
 )
 
 // waitClusterID waits until every node of c has applied the raise to this
@@ -72,6 +77,20 @@ func TestClusterIDKeepsClustersApart(t *testing.T) {
 	if _, err := lb.Acquire(ctx, lockapi.AcquireRequest{Key: "b-still-works", Owner: "o", TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
+	// A raft connection that announces no id, as a node of a cluster with
+	// none yet would open it, naming a member: refused too.
+	conn, err := net.DialTimeout("tcp", stray.RaftAddr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(firstRPC(t, "n1")); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a raft connection without a cluster id: read %v, want it closed", err)
+	}
 
 	i := 0
 	for a.nodes[i] == la {
@@ -81,6 +100,39 @@ func TestClusterIDKeepsClustersApart(t *testing.T) {
 	a.start(i)
 	if got := a.nodes[i].clusterID(); got != idA {
 		t.Fatalf("restarted, %s knows cluster id %q at once, want %q", a.nodes[i].cfg.ID, got, idA)
+	}
+}
+
+// TestStartClusterIDReadsTheLog: a node that crashed after it applied the
+// raise but before it stored the id finds the id in its log at start.
+func TestStartClusterIDReadsTheLog(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, dir, nil)
+	waitRegistered(t, n)
+	id := n.fsm.ClusterID()
+	waitFor(t, 5*time.Second, "the id stored", func() bool { p := n.storedID.Load(); return p != nil && *p == id })
+	n.Close()
+
+	store, err := walstore.Open(filepath.Join(dir, "n1", "raft"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	snaps, err := raft.NewFileSnapshotStore(filepath.Join(dir, "n1"), snapshotsRetained, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		stored string
+		want   string
+	}{{"stored", id, id}, {"not stored", "", id}, {"stored, another", "other", "other"}} {
+		if err := store.Set([]byte(clusterIDKey), []byte(tt.stored)); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := startClusterID(store, snaps); err != nil || got != tt.want {
+			t.Errorf("%s: startClusterID = %q, %v; want %q", tt.name, got, err, tt.want)
+		}
 	}
 }
 

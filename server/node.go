@@ -134,15 +134,15 @@ func (n *Node) startRaft() error {
 		return fmt.Errorf("open raft log: %w", err)
 	}
 	n.store = store
-	if id, err := storedClusterID(store); err != nil {
-		return err
-	} else if id != "" {
-		n.storedID.Store(&id)
-	}
 	hlog := newRaftLogger(n.log)
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(n.dir(), snapshotsRetained, hlog)
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
+	}
+	if id, err := startClusterID(store, snaps); err != nil {
+		return err
+	} else if id != "" {
+		n.storedID.Store(&id)
 	}
 	stream, err := newStreamLayer(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.fwd.peers, n.serveForward)
 	if err != nil {
