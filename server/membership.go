@@ -199,7 +199,13 @@ func (n *Node) raiseVersion() {
 		if s.ID == raft.ServerID(n.cfg.ID) {
 			continue
 		}
-		v, _, err := n.askVersion(ctx, string(s.Address))
+		v, theirs, err := n.askVersion(ctx, string(s.Address))
+		if ours := n.clusterID(); theirs != "" && theirs != ours {
+			// Its raft port refuses this cluster: say where to look (at
+			// most once a minute per member).
+			n.refusals.note(n.log, string(s.ID), fmt.Sprintf("member %s at %s answers as a node of another cluster (id %s; "+
+				"this cluster's is %q): does --peers, or a CLUSTER.JOIN, name the wrong address?", s.ID, s.Address, theirs, ours))
+		}
 		if v <= n.fsm.ClusterVersion() {
 			n.log.Debug("not raising the protocol version yet", "member", s.ID, "version", v, "err", err)
 			return
