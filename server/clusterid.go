@@ -16,22 +16,30 @@ import (
 
 // The cluster id tells two clusters apart on the raft port, as etcd's does.
 // The leader that raises the cluster to protocol version 3 draws it at
-// random and commits it with the raise (raftfsm.FSM.ClusterID); each node
-// also keeps it in its stable store, so that it knows it from the moment
-// it starts, before raft has applied anything (a node that crashed before
-// it stored the id finds it in its log). A node that knows it opens each
-// raft connection with clusterMagic and the id; a node that knows its id
-// refuses a connection that announces another id or none (admitPeer).
-// Nodes that know no id admit every connection, as before.
+// random and commits it with the raise (raftfsm.FSM.ClusterID).
 //
-// Refusing connections without an id cannot keep a cluster from electing
-// a leader. A node knows the id once its log or snapshot holds the raise,
-// which is committed, so on a majority; a node whose log lacks it is less
-// up to date than every node whose log holds it (its last entry comes
-// before the raise, or it would hold the raise by raft's log matching), so
-// it cannot win their votes anyway, and they can win without its own. A
-// member that joined after the raise learns the id from the leader's
-// entries or snapshot, which it admits.
+// A node enforces the id once it is committed: once its state machine has
+// applied the raise, or its stable store holds the id (each node stores the
+// applied id, so that it enforces it from the moment it starts). Such a
+// node refuses a raft connection that announces another id or none
+// (admitPeer). A node that enforces no id admits every connection, as
+// before.
+//
+// A node announces an id, opening each raft connection with clusterMagic
+// and the id, as soon as its log holds the raise: the id it enforces, else
+// the one of the raise it last wrote to its log (watched as entries are
+// stored, and looked for in the log at start), committed or not.
+// Announcing before applying is what keeps refusals from blocking an
+// election: the raise is committed, so on a majority of logs; a node whose
+// log lacks it is less up to date than every node whose log holds it (its
+// last entry comes before the raise, or it would hold the raise by raft's
+// log matching), so it cannot win their votes anyway, and they can win
+// without its own, since they all announce the id. Enforcing only what is
+// committed is what keeps a raise that was never committed (written by a
+// leader that crashed) from shutting its node out of the cluster that
+// went on without it. A log holds at most one raise with an id: a leader
+// draws one only when its state machine, caught up with everything in its
+// log, has none.
 
 // clusterMagic is the first byte of a raft connection that opens with the
 // sender's cluster id: clusterMagic | len u8 | id. Raft's own connections
@@ -51,18 +59,26 @@ func newClusterID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// startClusterID returns the cluster id a node knows at start, before raft
-// restores its snapshot: the one in its stable store, else the first one
-// set by an entry of its log after its newest snapshot (whose own id the
-// state machine gets when raft restores it), else "".
-func startClusterID(store *walstore.Store, snaps raft.SnapshotStore) (string, error) {
+// startClusterID returns the cluster ids a node knows at start, before
+// raft restores its snapshot (whose own id the state machine gets when raft
+// restores it): stored, the one in its stable store, committed; else
+// logged, the one set by an entry of its log after its newest snapshot,
+// which may not be.
+func startClusterID(store *walstore.Store, snaps raft.SnapshotStore) (stored, logged string, err error) {
 	b, err := store.Get([]byte(clusterIDKey))
 	switch {
 	case err == nil && len(b) > 0:
-		return string(b), nil
+		return string(b), "", nil
 	case err != nil && !errors.Is(err, walstore.ErrKeyNotFound):
-		return "", fmt.Errorf("read the cluster id: %w", err)
+		return "", "", fmt.Errorf("read the cluster id: %w", err)
 	}
+	logged, err = loggedClusterID(store, snaps)
+	return "", logged, err
+}
+
+// loggedClusterID returns the id set by an entry of the log after its
+// newest snapshot, or "".
+func loggedClusterID(store *walstore.Store, snaps raft.SnapshotStore) (string, error) {
 	metas, err := snaps.List()
 	if err != nil {
 		return "", fmt.Errorf("list snapshots: %w", err)
@@ -93,8 +109,9 @@ func startClusterID(store *walstore.Store, snaps raft.SnapshotStore) (string, er
 	return "", nil
 }
 
-// clusterID returns the id of this node's cluster: the one its state
-// machine applied, else the one it stored, else "".
+// clusterID returns the committed id of this node's cluster, which it
+// enforces: the one its state machine applied, else the one it stored,
+// else "".
 func (n *Node) clusterID() string {
 	if id := n.fsm.ClusterID(); id != "" {
 		return id
@@ -103,6 +120,61 @@ func (n *Node) clusterID() string {
 		return *p
 	}
 	return ""
+}
+
+// announcedClusterID returns the id this node's raft connections announce:
+// clusterID, else that of the raise last written to its log, else "".
+func (n *Node) announcedClusterID() string {
+	if id := n.clusterID(); id != "" {
+		return id
+	}
+	if p := n.loggedID.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// noteLogged records the id of a raise among entries written to the log,
+// while the node knows no committed id.
+func (n *Node) noteLogged(logs []*raft.Log) {
+	if n.clusterID() != "" {
+		return
+	}
+	for i := len(logs) - 1; i >= 0; i-- {
+		if logs[i].Type != raft.LogCommand {
+			continue
+		}
+		if id := raftfsm.ClusterIDIn(logs[i].Data); id != "" {
+			n.loggedID.Store(&id)
+			return
+		}
+	}
+}
+
+// raiseWatch is the log store raft sees: it tells the node of each raise
+// written to the log (noteLogged), after it is written.
+type raiseWatch struct {
+	raft.LogStore
+	written func([]*raft.Log)
+}
+
+// StoreLog writes l, as StoreLogs.
+func (w raiseWatch) StoreLog(l *raft.Log) error { return w.StoreLogs([]*raft.Log{l}) }
+
+// StoreLogs writes logs and tells of them.
+func (w raiseWatch) StoreLogs(logs []*raft.Log) error {
+	if err := w.LogStore.StoreLogs(logs); err != nil {
+		return err
+	}
+	w.written(logs)
+	return nil
+}
+
+// IsMonotonic reports what the store under it does (raft asks the log
+// store it is given).
+func (w raiseWatch) IsMonotonic() bool {
+	m, ok := w.LogStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
 }
 
 // keepClusterID writes the id the state machine applied to the stable

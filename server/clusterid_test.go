@@ -123,15 +123,15 @@ func TestStartClusterIDReadsTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		name   string
-		stored string
-		want   string
-	}{{"stored", id, id}, {"not stored", "", id}, {"stored, another", "other", "other"}} {
+		name                 string
+		stored               string
+		wantStored, wantLogs string
+	}{{"stored", id, id, ""}, {"not stored", "", "", id}, {"stored, another", "other", "other", ""}} {
 		if err := store.Set([]byte(clusterIDKey), []byte(tt.stored)); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := startClusterID(store, snaps); err != nil || got != tt.want {
-			t.Errorf("%s: startClusterID = %q, %v; want %q", tt.name, got, err, tt.want)
+		if stored, logged, err := startClusterID(store, snaps); err != nil || stored != tt.wantStored || logged != tt.wantLogs {
+			t.Errorf("%s: startClusterID = %q, %q, %v; want %q, %q", tt.name, stored, logged, err, tt.wantStored, tt.wantLogs)
 		}
 	}
 }
@@ -164,4 +164,182 @@ func TestClusterVersionRisesToWhatEveryVoterRuns(t *testing.T) {
 	c.cfgs[2].Unsafe.ProtocolVersion = 0
 	c.start(2)
 	waitClusterID(t, c)
+}
+
+// v2ClusterStopped starts 3 nodes announcing the previous protocol version
+// (2), waits until every log ends at the same (index, term), stops them all,
+// makes them this build again (at their next start) and returns the
+// cluster, the index of the node that led, and that last (index, term).
+func v2ClusterStopped(t *testing.T) (c *testCluster, l int, k, term uint64) {
+	t.Helper()
+	c = newTestCluster(t, 3, func(cfg *Config) { cfg.Unsafe.ProtocolVersion = 2 })
+	waitFor(t, 10*time.Second, "the cluster at version 2, registered", func() bool {
+		for _, n := range c.nodes {
+			if n.fsm.ClusterVersion() != 2 || len(n.fsm.Nodes()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	l = c.leader()
+	waitFor(t, 10*time.Second, "equal logs", func() bool {
+		for _, n := range c.nodes {
+			if n.raft.LastIndex() != c.nodes[l].raft.LastIndex() || n.raft.AppliedIndex() != n.raft.LastIndex() {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range c.nodes {
+		if i != l {
+			c.stop(i)
+		}
+	}
+	c.stop(l)
+	for i := range c.cfgs {
+		c.cfgs[i].Unsafe.ProtocolVersion = 0 // all upgraded to this build
+		s := openStore(t, c.cfgs[i])
+		last, _ := s.LastIndex()
+		var e raft.Log
+		if err := s.GetLog(last, &e); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			k, term = last, e.Term
+		} else if last != k || e.Term != term {
+			t.Fatalf("logs differ: (%d,%d) vs (%d,%d)", last, e.Term, k, term)
+		}
+		s.Close()
+	}
+	return c, l, k, term
+}
+
+func openStore(t *testing.T, cfg Config) *walstore.Store {
+	t.Helper()
+	s, err := walstore.Open(filepath.Join(cfg.DataDir, cfg.ID, "raft"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func raiseEntry(idx, term uint64, id string) *raft.Log {
+	return &raft.Log{Index: idx, Term: term, Type: raft.LogCommand,
+		Data: raftfsm.Encode(nil, raftfsm.Command{Op: raftfsm.OpSetVersion, Token: 3, Key: id})}
+}
+
+func hasLeader(c *testCluster) bool {
+	for _, n := range c.nodes {
+		if n != nil && n.IsLeader() {
+			return true
+		}
+	}
+	return false
+}
+
+// TestUnappliedRaiseDoesNotBlockAnElection: a running node whose log holds
+// the committed raise, not yet applied, announces the id, so the node that
+// applied (and stored) it admits it. (It announced none, and was refused:
+// with the third node down, the two live nodes never elected a leader, as
+// a could not win c's vote, c's log being newer, and refused c's RPCs.)
+func TestUnappliedRaiseDoesNotBlockAnElection(t *testing.T) {
+	c, a, k, term := v2ClusterStopped(t)
+	ci, bi := (a+1)%3, (a+2)%3
+	x := newClusterID()
+	// a led term `term`: it appended the raise at k+1, b acknowledged it,
+	// a committed, applied and stored the id, then crashed.
+	s := openStore(t, c.cfgs[a])
+	if err := s.StoreLogs([]*raft.Log{raiseEntry(k+1, term, x)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set([]byte(clusterIDKey), []byte(x)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// c runs; b, elected in a later term, replicates the raise and its
+	// no-op to c, then crashes before c hears the commit index.
+	c.start(ci)
+	tr, err := raft.NewTCPTransport("127.0.0.1:0", nil, 1, 5*time.Second, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	bigT := term + 10
+	req := raft.AppendEntriesRequest{
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(c.cfgs[bi].ID), Addr: []byte(c.cfgs[bi].RaftAddr)},
+		Term:      bigT, PrevLogEntry: k, PrevLogTerm: term, LeaderCommitIndex: k,
+		Entries: []*raft.Log{raiseEntry(k+1, term, x), {Index: k + 2, Term: bigT, Type: raft.LogNoop}},
+	}
+	var resp raft.AppendEntriesResponse
+	if err := tr.AppendEntries(raft.ServerID(c.cfgs[ci].ID), raft.ServerAddress(c.cfgs[ci].RaftAddr), &req, &resp); err != nil || !resp.Success {
+		t.Fatalf("append to c: %v, %+v", err, resp)
+	}
+	if id, logged := c.nodes[ci].clusterID(), c.nodes[ci].announcedClusterID(); id != "" || logged != x {
+		t.Fatalf("c, before applying the raise: enforces %q, announces %q; want none and %q", id, logged, x)
+	}
+	c.start(a)
+	deadline := time.Now().Add(5 * time.Second) // 50 election timeouts
+	for !hasLeader(c) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !hasLeader(c) {
+		t.Fatalf("2 of 3 nodes up, no leader after 5s: a refuses c (refusals: %v)", c.nodes[a].refusals.last)
+	}
+}
+
+// TestUncommittedRaiseDoesNotShutANodeOut: a leader that wrote a raise (id
+// x) it never replicated, then crashed, finds x in its log at start but
+// does not enforce it, since it may not be committed: the rest of the
+// cluster, which went on and raised with its own id y, overwrites the
+// entry and the node catches up. (Enforcing x, it refused every connection
+// of the real leader, with no id and then y, for good.)
+func TestUncommittedRaiseDoesNotShutANodeOut(t *testing.T) {
+	c, a, k, term := v2ClusterStopped(t)
+	s := openStore(t, c.cfgs[a])
+	if err := s.StoreLogs([]*raft.Log{raiseEntry(k+1, term, newClusterID())}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for i := range c.nodes {
+		if i != a {
+			c.start(i)
+		}
+	}
+	l := c.leader()
+	c.start(a)
+	waitFor(t, 5*time.Second, "the cluster at version 3", func() bool { return c.nodes[l].fsm.ClusterID() != "" })
+	want := c.nodes[l].fsm.ClusterID()
+	deadline := time.Now().Add(10 * time.Second)
+	for c.nodes[a].clusterID() != want || c.nodes[a].raft.AppliedIndex() <= k {
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted former leader after 10s: id %q (cluster's %q), applied %d (log had %d): shut out; refusals %v",
+				c.nodes[a].clusterID(), want, c.nodes[a].raft.AppliedIndex(), k, c.nodes[a].refusals.last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestJoinRefusesANodeOfANamedCluster: a node of a cluster with an id is
+// not joined to a cluster that has none yet (at version 2 here): it would
+// refuse every raft connection of its new leader, a voter that never
+// catches up (and a build of version 2 in the cluster would be sent its
+// announcement).
+func TestJoinRefusesANodeOfANamedCluster(t *testing.T) {
+	a := newTestCluster(t, 3, nil)
+	waitClusterID(t, a)
+	b := newTestCluster(t, 3, func(cfg *Config) {
+		if cfg.ID == "n3" {
+			cfg.Unsafe.ProtocolVersion = 2
+		}
+	})
+	waitFor(t, 10*time.Second, "b at version 2", func() bool { return b.nodes[0].fsm.ClusterVersion() == 2 })
+	stray := a.nodes[a.follower()]
+	lb := b.nodes[b.leader()]
+	err := lb.Join(ctxT(t), "stray", stray.RaftAddr())
+	if !errors.Is(err, lockapi.ErrInvalid) || !strings.Contains(err.Error(), "another cluster") {
+		t.Fatalf("joining a node of cluster %s to a cluster with no id: %v, want ErrInvalid naming another cluster", stray.clusterID(), err)
+	}
+	if len(lb.raft.GetConfiguration().Configuration().Servers) != 3 {
+		t.Fatal("the node was added")
+	}
 }

@@ -52,27 +52,25 @@ func (n *Node) serveMembership(ctx context.Context, req fwdRequest, local func()
 // protocol version 1 every build may join. Above it, a node that did not
 // announce its version is asked, and one older than the cluster's version
 // (or that cannot say) is refused, since it could not read the log it
-// would replicate. Once the cluster has an id, the joining node is asked
-// its own, and one that belongs to another cluster is refused (its raft
-// port would refuse this cluster's leader anyway, and leave a member that
-// never catches up).
+// would replicate. The joining node is also asked the id of the cluster
+// its log belongs to, and refused if it is not this cluster's (it has none
+// yet, or another): its raft port would refuse this cluster's leader, and
+// leave a member that never catches up.
 func (n *Node) localJoin(ctx context.Context, id, raftAddr string, version uint64) error {
 	if _, err := n.leaderNow(ctx); err != nil {
 		return err
 	}
 	n.versionMu.Lock()
 	defer n.versionMu.Unlock()
-	cv, ours := n.fsm.ClusterVersion(), n.clusterID()
-	if max(version, 1) < cv || ours != "" {
-		asked, theirs, err := n.askVersion(ctx, raftAddr)
-		if err != nil {
-			n.log.Warn("could not ask a joining node its protocol version and cluster", "id", id, "raft", raftAddr, "err", err)
-		}
-		version = max(version, asked)
-		if theirs != "" && ours != "" && theirs != ours {
-			return lockapi.Invalidf("node %s at %s belongs to another cluster (id %s; this cluster's is %s): "+
-				"give it an empty data directory before it joins", id, raftAddr, theirs, ours)
-		}
+	ours := n.clusterID()
+	asked, theirs, err := n.askVersion(ctx, raftAddr)
+	if err != nil {
+		n.log.Warn("could not ask a joining node its protocol version and cluster", "id", id, "raft", raftAddr, "err", err)
+	}
+	version = max(version, asked)
+	if theirs != "" && theirs != ours {
+		return lockapi.Invalidf("node %s at %s belongs to another cluster (id %s; this cluster's is %q): "+
+			"give it an empty data directory before it joins", id, raftAddr, theirs, ours)
 	}
 	if cv := n.fsm.ClusterVersion(); max(version, 1) < cv {
 		return lockapi.Invalidf("node %s runs protocol version %d (0: it could not be asked), older than the cluster's %d: upgrade it before it joins", id, version, cv)

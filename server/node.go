@@ -81,8 +81,10 @@ type Node struct {
 	failOnce sync.Once
 	failErr  error
 	refusals refusalLog // raft connections refused by admitPeer
-	// storedID is the cluster id in the stable store (clusterid.go).
+	// storedID is the cluster id in the stable store, loggedID that of the
+	// raise last written to the log (clusterid.go).
 	storedID atomic.Pointer[string]
+	loggedID atomic.Pointer[string]
 }
 
 // Start opens the node's stores under cfg.DataDir/cfg.ID, starts raft
@@ -139,11 +141,12 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
-	if id, err := startClusterID(store, snaps); err != nil {
+	stored, logged, err := startClusterID(store, snaps)
+	if err != nil {
 		return err
-	} else if id != "" {
-		n.storedID.Store(&id)
 	}
+	n.storedID.Store(&stored)
+	n.loggedID.Store(&logged)
 	stream, err := newStreamLayer(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.fwd.peers, n.serveForward)
 	if err != nil {
 		return err
@@ -209,6 +212,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return err
 	}
+	logs = raiseWatch{LogStore: logs, written: n.noteLogged}
 	var fsm raft.FSM = raftoverlap.FSM(n.fsm, store, haltOnLogFailure(n.fsm))
 	trans := raftoverlap.Transport(n.trans, store)
 	if n.cfg.Unsafe.ApplyBeforeDurable {
@@ -224,7 +228,7 @@ func (n *Node) startRaft() error {
 	}
 	n.raft = r
 	leader.Set(r)
-	n.stream.setAdmit(n.admitPeer, n.clusterID)
+	n.stream.setAdmit(n.admitPeer, n.announcedClusterID)
 	n.metrics = newMetrics(n.cfg.Registry, n)
 	n.obsCh = make(chan raft.Observation, 64)
 	n.obs = raft.NewObserver(n.obsCh, false, func(o *raft.Observation) bool {
