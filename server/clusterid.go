@@ -28,7 +28,8 @@ import (
 // A node announces an id, opening each raft connection with clusterMagic
 // and the id, as soon as its log holds the raise: the id it enforces, else
 // the one of the raise it last wrote to its log (watched as entries are
-// stored, and looked for in the log at start), committed or not.
+// stored and deleted, and looked for in the log at start), committed or
+// not.
 // Announcing before applying is what keeps refusals from blocking an
 // election: the raise is committed, so on a majority of logs; a node whose
 // log lacks it is less up to date than every node whose log holds it (its
@@ -37,9 +38,10 @@ import (
 // without its own, since they all announce the id. Enforcing only what is
 // committed is what keeps a raise that was never committed (written by a
 // leader that crashed) from shutting its node out of the cluster that
-// went on without it. A log holds at most one raise with an id: a leader
-// draws one only when its state machine, caught up with everything in its
-// log, has none.
+// went on without it; for the same reason CLUSTER.JOIN compares only
+// committed ids. A log holds at most one raise with an id: a leader draws
+// one only when its state machine, caught up with everything in its log,
+// has none.
 
 // clusterMagic is the first byte of a raft connection that opens with the
 // sender's cluster id: clusterMagic | len u8 | id. Raft's own connections
@@ -62,26 +64,33 @@ func newClusterID() string {
 // startClusterID returns the cluster ids a node knows at start, before
 // raft restores its snapshot (whose own id the state machine gets when raft
 // restores it): stored, the one in its stable store, committed; else
-// logged, the one set by an entry of its log after its newest snapshot,
-// which may not be.
-func startClusterID(store *walstore.Store, snaps raft.SnapshotStore) (stored, logged string, err error) {
+// logged, the raise with an id in its log after its newest snapshot,
+// which may not be committed.
+func startClusterID(store *walstore.Store, snaps raft.SnapshotStore) (stored string, logged loggedRaise, err error) {
 	b, err := store.Get([]byte(clusterIDKey))
 	switch {
 	case err == nil && len(b) > 0:
-		return string(b), "", nil
+		return string(b), logged, nil
 	case err != nil && !errors.Is(err, walstore.ErrKeyNotFound):
-		return "", "", fmt.Errorf("read the cluster id: %w", err)
+		return "", logged, fmt.Errorf("read the cluster id: %w", err)
 	}
 	logged, err = loggedClusterID(store, snaps)
 	return "", logged, err
 }
 
-// loggedClusterID returns the id set by an entry of the log after its
-// newest snapshot, or "".
-func loggedClusterID(store *walstore.Store, snaps raft.SnapshotStore) (string, error) {
+// loggedRaise is a raise with a cluster id written to the log, at index.
+type loggedRaise struct {
+	index uint64
+	id    string
+}
+
+// loggedClusterID returns the raise with an id in the log after its newest
+// snapshot, if any.
+func loggedClusterID(store *walstore.Store, snaps raft.SnapshotStore) (loggedRaise, error) {
+	var none loggedRaise
 	metas, err := snaps.List()
 	if err != nil {
-		return "", fmt.Errorf("list snapshots: %w", err)
+		return none, fmt.Errorf("list snapshots: %w", err)
 	}
 	var after uint64
 	if len(metas) > 0 {
@@ -89,24 +98,24 @@ func loggedClusterID(store *walstore.Store, snaps raft.SnapshotStore) (string, e
 	}
 	first, err := store.FirstIndex()
 	if err != nil {
-		return "", fmt.Errorf("first log index: %w", err)
+		return none, fmt.Errorf("first log index: %w", err)
 	}
 	last, err := store.LastIndex()
 	if err != nil {
-		return "", fmt.Errorf("last log index: %w", err)
+		return none, fmt.Errorf("last log index: %w", err)
 	}
 	for i := max(first, after+1); i <= last && i > 0; i++ {
 		var l raft.Log
 		if err := store.GetLog(i, &l); err != nil {
-			return "", fmt.Errorf("read log entry %d: %w", i, err)
+			return none, fmt.Errorf("read log entry %d: %w", i, err)
 		}
 		if l.Type == raft.LogCommand {
 			if id := raftfsm.ClusterIDIn(l.Data); id != "" {
-				return id, nil
+				return loggedRaise{index: i, id: id}, nil
 			}
 		}
 	}
-	return "", nil
+	return none, nil
 }
 
 // clusterID returns the committed id of this node's cluster, which it
@@ -129,7 +138,7 @@ func (n *Node) announcedClusterID() string {
 		return id
 	}
 	if p := n.loggedID.Load(); p != nil {
-		return *p
+		return p.id
 	}
 	return ""
 }
@@ -145,17 +154,37 @@ func (n *Node) noteLogged(logs []*raft.Log) {
 			continue
 		}
 		if id := raftfsm.ClusterIDIn(logs[i].Data); id != "" {
-			n.loggedID.Store(&id)
+			n.loggedID.Store(&loggedRaise{index: logs[i].Index, id: id})
 			return
 		}
 	}
 }
 
-// raiseWatch is the log store raft sees: it tells the node of each raise
-// written to the log (noteLogged), after it is written.
+// forgetLogged forgets the raise written to the log when raft deletes its
+// entry (a conflicting entry that a leader overwrites; compaction, once
+// the state machine has applied it): the node no longer announces an id
+// its log does not hold.
+func (n *Node) forgetLogged(first, last uint64) {
+	p := n.loggedID.Load()
+	if p != nil && p.index >= first && p.index <= last {
+		n.loggedID.CompareAndSwap(p, &loggedRaise{}) // unless a newer raise was written meanwhile
+	}
+}
+
+// raiseWatch is the log store raft sees: it tells the node of the entries
+// written to the log (noteLogged) after they are written, and of those
+// deleted (forgetLogged).
 type raiseWatch struct {
 	raft.LogStore
 	written func([]*raft.Log)
+	deleted func(first, last uint64)
+}
+
+// DeleteRange deletes entries first to last and tells of it.
+func (w raiseWatch) DeleteRange(first, last uint64) error {
+	err := w.LogStore.DeleteRange(first, last)
+	w.deleted(first, last) // even on failure: at worst the id is no longer announced
+	return err
 }
 
 // StoreLog writes l, as StoreLogs.

@@ -130,8 +130,8 @@ func TestStartClusterIDReadsTheLog(t *testing.T) {
 		if err := store.Set([]byte(clusterIDKey), []byte(tt.stored)); err != nil {
 			t.Fatal(err)
 		}
-		if stored, logged, err := startClusterID(store, snaps); err != nil || stored != tt.wantStored || logged != tt.wantLogs {
-			t.Errorf("%s: startClusterID = %q, %q, %v; want %q, %q", tt.name, stored, logged, err, tt.wantStored, tt.wantLogs)
+		if stored, logged, err := startClusterID(store, snaps); err != nil || stored != tt.wantStored || logged.id != tt.wantLogs {
+			t.Errorf("%s: startClusterID = %q, %+v, %v; want %q, %q", tt.name, stored, logged, err, tt.wantStored, tt.wantLogs)
 		}
 	}
 }
@@ -342,4 +342,82 @@ func TestJoinRefusesANodeOfANamedCluster(t *testing.T) {
 	if len(lb.raft.GetConfiguration().Configuration().Servers) != 3 {
 		t.Fatal("the node was added")
 	}
+}
+
+// TestOverwrittenRaiseIsNoLongerAnnounced: a former leader wrote a raise
+// (id x) it never replicated; the cluster goes on without it and stays at
+// version 2 (a voter runs 2). Once the new leader has overwritten the
+// raise, the node announces no id, and CLUSTER.LEAVE then CLUSTER.JOIN of
+// it works. (It announced x for good, as raft's deletion of the entry went
+// unseen, and the join was refused as "another cluster".)
+func TestOverwrittenRaiseIsNoLongerAnnounced(t *testing.T) {
+	c, a, k, term := v2ClusterStopped(t)
+	h := (a + 1) % 3
+	c.cfgs[h].Unsafe.ProtocolVersion = 2 // holds the cluster at version 2
+	x := newClusterID()
+	s := openStore(t, c.cfgs[a])
+	if err := s.StoreLogs([]*raft.Log{raiseEntry(k+1, term, x)}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for i := range c.nodes {
+		if i != a {
+			c.start(i)
+		}
+	}
+	l := c.leader()
+	c.start(a)
+	n := c.nodes[a]
+	waitFor(t, 10*time.Second, "the raise overwritten on a, a caught up", func() bool {
+		var e raft.Log
+		if err := n.store.GetLog(k+1, &e); err != nil || e.Term == term {
+			return false
+		}
+		return n.raft.AppliedIndex() >= c.nodes[l].raft.AppliedIndex()
+	})
+	if got := n.announcedClusterID(); got != "" {
+		t.Errorf("a's log holds no raise, yet a announces %q", got)
+	}
+	ctx := ctxT(t)
+	lead := c.nodes[l]
+	if err := lead.Leave(ctx, n.cfg.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := lead.Join(ctx, n.cfg.ID, n.RaftAddr()); err != nil {
+		t.Errorf("LEAVE then JOIN of a member of this cluster: %v", err)
+	}
+}
+
+// TestRemovedNodeWithAnUncommittedRaiseRejoins: a leader wrote a raise (x)
+// it never replicated and crashed; the operator removed it while it was
+// down, and the cluster raised with its own id y. Restarted, the node's
+// log still holds x (no leader has overwritten it), yet CLUSTER.JOIN adds
+// it, since x was never committed, and the node catches up to y. (The
+// join was refused as "another cluster", at every start.)
+func TestRemovedNodeWithAnUncommittedRaiseRejoins(t *testing.T) {
+	c, a, k, term := v2ClusterStopped(t)
+	s := openStore(t, c.cfgs[a])
+	if err := s.StoreLogs([]*raft.Log{raiseEntry(k+1, term, newClusterID())}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for i := range c.nodes {
+		if i != a {
+			c.start(i)
+		}
+	}
+	lead := c.nodes[c.leader()]
+	ctx := ctxT(t)
+	if err := lead.Leave(ctx, c.cfgs[a].ID); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the cluster named", func() bool { return lead.fsm.ClusterID() != "" })
+	c.start(a)
+	if err := lead.Join(ctx, c.cfgs[a].ID, c.cfgs[a].RaftAddr); err != nil {
+		t.Fatalf("re-joining the removed member (announces %q, enforces %q): %v",
+			c.nodes[a].announcedClusterID(), c.nodes[a].clusterID(), err)
+	}
+	waitFor(t, 10*time.Second, "the re-joined node to apply the cluster's id", func() bool {
+		return c.nodes[a].clusterID() == lead.fsm.ClusterID()
+	})
 }

@@ -316,9 +316,9 @@ func (n *Node) handleForwarded(ctx context.Context, req fwdRequest) fwdResponse 
 		// Asked of this very node (by a leader about to add it as a voter,
 		// or raising the cluster's version), whether it leads or not: its
 		// build's protocol version and, in the value's string (which older
-		// builds ignore), the id of the cluster its log belongs to.
+		// builds ignore), the committed id of the cluster it belongs to.
 		v := lockapi.IntValue(int64(n.protocolVersion()))
-		v.Str = n.announcedClusterID()
+		v.Str = n.clusterID()
 		return fwdResponse{Value: &v}
 	}
 	if !n.isLeader() {

@@ -84,7 +84,7 @@ type Node struct {
 	// storedID is the cluster id in the stable store, loggedID that of the
 	// raise last written to the log (clusterid.go).
 	storedID atomic.Pointer[string]
-	loggedID atomic.Pointer[string]
+	loggedID atomic.Pointer[loggedRaise]
 }
 
 // Start opens the node's stores under cfg.DataDir/cfg.ID, starts raft
@@ -212,7 +212,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return err
 	}
-	logs = raiseWatch{LogStore: logs, written: n.noteLogged}
+	logs = raiseWatch{LogStore: logs, written: n.noteLogged, deleted: n.forgetLogged}
 	var fsm raft.FSM = raftoverlap.FSM(n.fsm, store, haltOnLogFailure(n.fsm))
 	trans := raftoverlap.Transport(n.trans, store)
 	if n.cfg.Unsafe.ApplyBeforeDurable {
