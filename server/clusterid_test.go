@@ -223,6 +223,27 @@ func openStore(t *testing.T, cfg Config) *walstore.Store {
 	return s
 }
 
+// writeRaise writes to the log of the stopped node of cfg, at idx, a raise
+// to protocol version 3 with cluster id, as a leader that crashed before it
+// replicated it would leave it.
+func writeRaise(t *testing.T, cfg Config, idx, term uint64, id string) {
+	t.Helper()
+	s := openStore(t, cfg)
+	defer s.Close()
+	if err := s.StoreLogs([]*raft.Log{raiseEntry(idx, term, id)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startAllBut starts every node of c but node i.
+func (c *testCluster) startAllBut(i int) {
+	for j := range c.nodes {
+		if j != i {
+			c.start(j)
+		}
+	}
+}
+
 func raiseEntry(idx, term uint64, id string) *raft.Log {
 	return &raft.Log{Index: idx, Term: term, Type: raft.LogCommand,
 		Data: raftfsm.Encode(nil, raftfsm.Command{Op: raftfsm.OpSetVersion, Token: 3, Key: id})}
@@ -295,16 +316,8 @@ func TestUnappliedRaiseDoesNotBlockAnElection(t *testing.T) {
 // of the real leader, with no id and then y, for good.)
 func TestUncommittedRaiseDoesNotShutANodeOut(t *testing.T) {
 	c, a, k, term := v2ClusterStopped(t)
-	s := openStore(t, c.cfgs[a])
-	if err := s.StoreLogs([]*raft.Log{raiseEntry(k+1, term, newClusterID())}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	for i := range c.nodes {
-		if i != a {
-			c.start(i)
-		}
-	}
+	writeRaise(t, c.cfgs[a], k+1, term, newClusterID())
+	c.startAllBut(a)
 	l := c.leader()
 	c.start(a)
 	waitFor(t, 5*time.Second, "the cluster at version 3", func() bool { return c.nodes[l].fsm.ClusterID() != "" })
@@ -355,16 +368,8 @@ func TestOverwrittenRaiseIsNoLongerAnnounced(t *testing.T) {
 	h := (a + 1) % 3
 	c.cfgs[h].Unsafe.ProtocolVersion = 2 // holds the cluster at version 2
 	x := newClusterID()
-	s := openStore(t, c.cfgs[a])
-	if err := s.StoreLogs([]*raft.Log{raiseEntry(k+1, term, x)}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	for i := range c.nodes {
-		if i != a {
-			c.start(i)
-		}
-	}
+	writeRaise(t, c.cfgs[a], k+1, term, x)
+	c.startAllBut(a)
 	l := c.leader()
 	c.start(a)
 	n := c.nodes[a]
@@ -396,16 +401,8 @@ func TestOverwrittenRaiseIsNoLongerAnnounced(t *testing.T) {
 // join was refused as "another cluster", at every start.)
 func TestRemovedNodeWithAnUncommittedRaiseRejoins(t *testing.T) {
 	c, a, k, term := v2ClusterStopped(t)
-	s := openStore(t, c.cfgs[a])
-	if err := s.StoreLogs([]*raft.Log{raiseEntry(k+1, term, newClusterID())}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	for i := range c.nodes {
-		if i != a {
-			c.start(i)
-		}
-	}
+	writeRaise(t, c.cfgs[a], k+1, term, newClusterID())
+	c.startAllBut(a)
 	lead := c.nodes[c.leader()]
 	ctx := ctxT(t)
 	if err := lead.Leave(ctx, c.cfgs[a].ID); err != nil {
