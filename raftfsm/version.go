@@ -50,31 +50,42 @@ func (f *FSM) ClusterVersion() uint64 { return f.version.Load() }
 func (f *FSM) ClusterID() string { return *f.clusterID.Load() }
 
 // ClusterIDIn returns the cluster id that the log entry data would set if
-// it were applied to a state machine that has none: the Key of its first
-// OpSetVersion to protocol version 3 or more with a Key, in a single
-// command or a batch; "" when it has none or does not decode. A node reads
-// it from its log at start, before raft applies anything.
+// a state machine of this build (at protocol version 2 or more, the only
+// versions a batch is written at) that has none applied it: the Key of its
+// first OpSetVersion to protocol version 3 or more with a Key, in a single
+// command or a batch; "" when it has none, or when Apply would refuse the
+// entry as a whole. A node reads it from the entries written to its log,
+// before raft applies them.
 func ClusterIDIn(data []byte) string {
 	isRaise := func(b []byte) bool { return len(b) > 1 && b[0] == commandVersion && Op(b[1]) == OpSetVersion }
-	idOf := func(b []byte) string {
-		if c, err := Decode(b); err == nil && c.Token >= 3 {
+	if !IsBatch(data) {
+		if !isRaise(data) {
+			return ""
+		}
+		if c, err := Decode(data); err == nil && supported(c) == nil && c.Token >= 3 {
 			return c.Key
 		}
 		return ""
 	}
-	if !IsBatch(data) {
-		if isRaise(data) {
-			return idOf(data)
-		}
+	// Walk the batch first, without allocating: most hold no raise.
+	d := wire.Decoder{B: data[1:]}
+	found := false
+	for i, n := uint64(0), d.Count(); i < n && d.Err == nil && !found; i++ {
+		found = isRaise(d.Bytes()) && d.Err == nil
+	}
+	if !found {
 		return ""
 	}
-	d := wire.Decoder{B: data[1:]}
-	n := d.Count()
-	for i := uint64(0); i < n && d.Err == nil; i++ {
-		if b := d.Bytes(); d.Err == nil && isRaise(b) {
-			if id := idOf(b); id != "" {
-				return id
-			}
+	cmds, err := DecodeBatch(data)
+	for i := 0; err == nil && i < len(cmds); i++ {
+		err = supported(cmds[i])
+	}
+	if err != nil {
+		return ""
+	}
+	for _, c := range cmds {
+		if c.Op == OpSetVersion && c.Token >= 3 && c.Key != "" {
+			return c.Key
 		}
 	}
 	return ""

@@ -320,7 +320,7 @@ func TestClusterIDIn(t *testing.T) {
 		want string
 	}{
 		{"a raise to 3", Encode(nil, raise(3, "id-a")), "id-a"},
-		{"a raise to 4", Encode(nil, raise(4, "id-a")), "id-a"},
+		{"a raise past this build (it halts the state machine)", Encode(nil, raise(ProtocolVersion+1, "id-a")), ""},
 		{"a raise to 2", Encode(nil, raise(2, "id-a")), ""},
 		{"a raise without an id", Encode(nil, raise(3, "")), ""},
 		{"an acquire", Encode(nil, acq(0, "id-a", "o", time.Second)), ""},
@@ -331,6 +331,38 @@ func TestClusterIDIn(t *testing.T) {
 	} {
 		if got := ClusterIDIn(tt.data); got != tt.want {
 			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestClusterIDInMatchesApply: ClusterIDIn names exactly the id that Apply
+// sets on a state machine (at version 2) that has none. Entries that every
+// replica refuses, or that halt it, set nothing.
+func TestClusterIDInMatchesApply(t *testing.T) {
+	raise := Command{Op: OpSetVersion, Token: 3, Key: "id-x"}
+	good := batch(acq(0, "k", "o", time.Second), raise)
+	trailing := append(append([]byte(nil), good...), 0)
+	damaged := append(batch(raise), good[len(good)-1:]...) // count says 1, one stray byte
+	unknownOp := EncodeBatch(nil, [][]byte{Encode(nil, raise), {commandVersion, byte(lastOp + 1)}})
+	for _, tt := range []struct {
+		name    string
+		version uint64
+		data    []byte
+	}{
+		{"a good batch", 2, good},
+		{"a batch with a trailing byte", 2, trailing},
+		{"a batch with a stray byte", 2, damaged},
+		{"a batch whose next command is newer", 2, unknownOp},
+		{"a raise past this build", 2, Encode(nil, Command{Op: OpSetVersion, Token: ProtocolVersion + 1, Key: "id-x"})},
+		{"a raise", 2, Encode(nil, raise)},
+	} {
+		f := New()
+		if tt.version >= 2 {
+			applyCmd(t, f, 1, setVersion(tt.version))
+		}
+		f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: tt.data})
+		if got, want := ClusterIDIn(tt.data), f.ClusterID(); got != want {
+			t.Errorf("%s: ClusterIDIn = %q, Apply set %q", tt.name, got, want)
 		}
 	}
 }

@@ -144,18 +144,29 @@ func (n *Node) announcedClusterID() string {
 }
 
 // noteLogged records the id of a raise among entries written to the log,
-// while the node knows no committed id.
+// while the node knows no committed id. The earliest raise in the log
+// counts, as in the state machine (a later one is ignored when applied):
+// one already recorded at a lower index stays.
 func (n *Node) noteLogged(logs []*raft.Log) {
 	if n.clusterID() != "" {
 		return
 	}
-	for i := len(logs) - 1; i >= 0; i-- {
-		if logs[i].Type != raft.LogCommand {
+	for _, l := range logs {
+		if l.Type != raft.LogCommand {
 			continue
 		}
-		if id := raftfsm.ClusterIDIn(logs[i].Data); id != "" {
-			n.loggedID.Store(&loggedRaise{index: logs[i].Index, id: id})
-			return
+		id := raftfsm.ClusterIDIn(l.Data)
+		if id == "" {
+			continue
+		}
+		for {
+			p := n.loggedID.Load()
+			if p != nil && p.id != "" && p.index < l.Index {
+				return
+			}
+			if n.loggedID.CompareAndSwap(p, &loggedRaise{index: l.Index, id: id}) {
+				return
+			}
 		}
 	}
 }

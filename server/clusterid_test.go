@@ -320,7 +320,7 @@ func TestUncommittedRaiseDoesNotShutANodeOut(t *testing.T) {
 	c.startAllBut(a)
 	l := c.leader()
 	c.start(a)
-	waitFor(t, 5*time.Second, "the cluster at version 3", func() bool { return c.nodes[l].fsm.ClusterID() != "" })
+	waitFor(t, 10*time.Second, "the cluster at version 3", func() bool { return c.nodes[l].fsm.ClusterID() != "" })
 	want := c.nodes[l].fsm.ClusterID()
 	deadline := time.Now().Add(10 * time.Second)
 	for c.nodes[a].clusterID() != want || c.nodes[a].raft.AppliedIndex() <= k {
@@ -417,4 +417,43 @@ func TestRemovedNodeWithAnUncommittedRaiseRejoins(t *testing.T) {
 	waitFor(t, 10*time.Second, "the re-joined node to apply the cluster's id", func() bool {
 		return c.nodes[a].clusterID() == lead.fsm.ClusterID()
 	})
+}
+
+// TestLoggedRaiseAtStartAndRunning: of a log that holds two raises (ids x
+// then y), a running node (noteLogged, whether the entries come in one
+// write or two) and the same node after a restart (loggedClusterID)
+// announce the same id, the one the state machine sets when it applies
+// the log: the first.
+func TestLoggedRaiseAtStartAndRunning(t *testing.T) {
+	dir := t.TempDir()
+	store, err := walstore.Open(filepath.Join(dir, "raft"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	snaps, err := raft.NewFileSnapshotStore(dir, snapshotsRetained, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := []*raft.Log{raiseEntry(1, 1, "x"), raiseEntry(2, 1, "y")}
+	if err := store.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	atStart, err := loggedClusterID(store, snaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := raftfsm.New()
+	for _, l := range logs {
+		f.Apply(l)
+	}
+	one, two := &Node{fsm: raftfsm.New()}, &Node{fsm: raftfsm.New()}
+	one.noteLogged(logs)
+	two.noteLogged(logs[:1])
+	two.noteLogged(logs[1:])
+	for _, running := range []string{one.announcedClusterID(), two.announcedClusterID()} {
+		if atStart.id != running || running != f.ClusterID() || running != "x" {
+			t.Errorf("announced at start %q, while running %q; applied %q", atStart.id, running, f.ClusterID())
+		}
+	}
 }

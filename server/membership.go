@@ -212,6 +212,12 @@ func (n *Node) raiseVersion() {
 		}
 		target = min(target, v)
 	}
+	// Draw an id only as the ready leader, whose state machine has applied
+	// every entry of its log (its barrier): a raise of an earlier term may
+	// have named the cluster while the members were asked.
+	if _, err := n.leaderNow(ctx); err != nil {
+		return
+	}
 	raise := raftfsm.Command{Op: raftfsm.OpSetVersion, Token: target}
 	if target >= 3 && n.fsm.ClusterID() == "" {
 		raise.Key = newClusterID()
