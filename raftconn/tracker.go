@@ -11,7 +11,9 @@
 // raft the connection Track returns; after raft.Shutdown and the
 // transport's Close, Drain closes the sockets still open, so that the
 // handlers' reads fail, and waits until each handler has closed its
-// connection (raft's handler closes it when it returns).
+// connection (raft's handler closes it when it returns). Each connection
+// carries a tag (the server tags it with the cluster id it announced), so
+// that CloseUnless can cut those a node no longer admits.
 package raftconn
 
 import (
@@ -38,9 +40,10 @@ type Tracker struct {
 	drained  bool                      // Drain has begun: Track refuses
 }
 
-// Track returns c wrapped so that the Tracker knows when it is closed. Once
-// Drain has begun, it closes c and returns ErrDrained instead.
-func (t *Tracker) Track(c net.Conn) (net.Conn, error) {
+// Track returns c, tagged with tag, wrapped so that the Tracker knows when
+// it is closed. Once Drain has begun, it closes c and returns ErrDrained
+// instead.
+func (t *Tracker) Track(c net.Conn, tag string) (net.Conn, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.drained {
@@ -50,7 +53,7 @@ func (t *Tracker) Track(c net.Conn) (net.Conn, error) {
 	if t.open == nil {
 		t.open = make(map[*trackedConn]struct{})
 	}
-	tc := &trackedConn{Conn: c, tracker: t}
+	tc := &trackedConn{Conn: c, tracker: t, tag: tag}
 	t.open[tc] = struct{}{}
 	t.handlers.Add(1)
 	return tc, nil
@@ -86,6 +89,22 @@ func (t *Tracker) Drain(timeout time.Duration) error {
 	}
 }
 
+// CloseUnless closes the sockets of the tracked connections whose tag keep
+// rejects, as Drain does (their handlers then close them), and returns how
+// many it closed.
+func (t *Tracker) CloseUnless(keep func(tag string) bool) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	closed := 0
+	for tc := range t.open {
+		if !keep(tc.tag) {
+			rawConn(tc.Conn).Close()
+			closed++
+		}
+	}
+	return closed
+}
+
 // rawConn returns the connection under c's wrappers (a *tls.Conn, or any
 // wrapper with a NetConn method), so that closing it closes the socket at
 // once.
@@ -111,6 +130,7 @@ func (t *Tracker) done(tc *trackedConn) {
 type trackedConn struct {
 	net.Conn
 	tracker   *Tracker
+	tag       string
 	closeOnce sync.Once
 	closeErr  error
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -36,7 +37,7 @@ func TestDrain(t *testing.T) {
 			for range tt.handlers {
 				ours, peer := net.Pipe()
 				t.Cleanup(func() { peer.Close() })
-				c, err := tr.Track(ours)
+				c, err := tr.Track(ours, "")
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -59,7 +60,7 @@ func TestDrainTimesOutOnAStuckHandler(t *testing.T) {
 	var tr Tracker
 	ours, peer := net.Pipe()
 	defer peer.Close()
-	c, err := tr.Track(ours)
+	c, err := tr.Track(ours, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestTrackAfterDrainRefuses(t *testing.T) {
 	}
 	ours, peer := net.Pipe()
 	defer peer.Close()
-	if c, err := tr.Track(ours); !errors.Is(err, ErrDrained) || c != nil {
+	if c, err := tr.Track(ours, ""); !errors.Is(err, ErrDrained) || c != nil {
 		t.Fatalf("Track after Drain: %v, %v; want nil, ErrDrained", c, err)
 	}
 	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -102,7 +103,7 @@ func TestDrainClosesTLSSocketsAtOnce(t *testing.T) {
 	}
 	defer client.Close() // never read from: the peer that does not read
 	var tr Tracker
-	c, err := tr.Track(server)
+	c, err := tr.Track(server, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,5 +111,48 @@ func TestDrainClosesTLSSocketsAtOnce(t *testing.T) {
 	go handler(c, &finished)
 	if err := tr.Drain(3 * time.Second); err != nil {
 		t.Fatalf("Drain of a TLS connection whose peer does not read: %v", err)
+	}
+}
+
+// CloseUnless closes exactly the connections whose tag is not kept; the
+// others stay usable, and the closed ones' handlers end.
+func TestCloseUnless(t *testing.T) {
+	var tr Tracker
+	var finished atomic.Int32
+	tags := []string{"a", "", "b", "a"}
+	conns := make([]net.Conn, len(tags))
+	for i, tag := range tags {
+		ours, peer := net.Pipe()
+		t.Cleanup(func() { peer.Close() })
+		c, err := tr.Track(ours, tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+		if tag != "a" {
+			go handler(c, &finished)
+		}
+	}
+	if got := tr.CloseUnless(func(tag string) bool { return tag == "a" }); got != 2 {
+		t.Fatalf("CloseUnless closed %d connections, want 2", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for finished.Load() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 2 handlers of closed connections ended", finished.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i, c := range conns {
+		if tags[i] != "a" {
+			continue
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("kept connection %d: read %v, want it open (deadline exceeded)", i, err)
+		}
+	}
+	if err := tr.Drain(10 * time.Millisecond); !errors.Is(err, ErrDrainTimeout) {
+		t.Fatalf("Drain with two kept handlers never closing: %v", err)
 	}
 }

@@ -27,9 +27,8 @@ import (
 //
 // A node announces an id, opening each raft connection with clusterMagic
 // and the id, as soon as its log holds the raise: the id it enforces, else
-// the one of the raise it last wrote to its log (watched as entries are
-// stored and deleted, and looked for in the log at start), committed or
-// not.
+// the one of the earliest raise in its log (watched as entries are stored
+// and deleted, and looked for in the log at start), committed or not.
 // Announcing before applying is what keeps refusals from blocking an
 // election: the raise is committed, so on a majority of logs; a node whose
 // log lacks it is less up to date than every node whose log holds it (its
@@ -39,9 +38,16 @@ import (
 // committed is what keeps a raise that was never committed (written by a
 // leader that crashed) from shutting its node out of the cluster that
 // went on without it; for the same reason CLUSTER.JOIN compares only
-// committed ids. A log holds at most one raise with an id: a leader draws
-// one only when its state machine, caught up with everything in its log,
-// has none.
+// applied ids. A leader draws an id only when its state machine, caught up
+// with everything in its log, has none, so a log rarely holds two raises
+// with ids (one proposed just before a leader change can land after
+// another leader's); where it does, the earliest counts everywhere, as in
+// the state machine.
+//
+// Admission looks at each connection once, when it opens; connections
+// admitted before the node enforced its id that announced none or another
+// are closed when it starts to (keepClusterID), within two election
+// timeouts of applying the raise.
 
 // clusterMagic is the first byte of a raft connection that opens with the
 // sender's cluster id: clusterMagic | len u8 | id. Raft's own connections
@@ -64,9 +70,9 @@ func newClusterID() string {
 // startClusterID returns the cluster ids a node knows at start, before
 // raft restores its snapshot (whose own id the state machine gets when raft
 // restores it): stored, the one in its stable store, committed; else
-// logged, the raise with an id in its log after its newest snapshot,
-// which may not be committed.
-func startClusterID(store *walstore.Store, snaps raft.SnapshotStore) (stored string, logged loggedRaise, err error) {
+// logged, the earliest raise with an id in its log, which may not be
+// committed.
+func startClusterID(store *walstore.Store) (stored string, logged loggedRaise, err error) {
 	b, err := store.Get([]byte(clusterIDKey))
 	switch {
 	case err == nil && len(b) > 0:
@@ -74,7 +80,7 @@ func startClusterID(store *walstore.Store, snaps raft.SnapshotStore) (stored str
 	case err != nil && !errors.Is(err, walstore.ErrKeyNotFound):
 		return "", logged, fmt.Errorf("read the cluster id: %w", err)
 	}
-	logged, err = loggedClusterID(store, snaps)
+	logged, err = loggedClusterID(store)
 	return "", logged, err
 }
 
@@ -84,18 +90,13 @@ type loggedRaise struct {
 	id    string
 }
 
-// loggedClusterID returns the raise with an id in the log after its newest
-// snapshot, if any.
-func loggedClusterID(store *walstore.Store, snaps raft.SnapshotStore) (loggedRaise, error) {
+// loggedClusterID returns the earliest raise with an id in the log, if
+// any. It reads the whole log, not only what follows the newest snapshot:
+// raft may restore an older one if the newest is damaged. (It runs only
+// when the stable store holds no id, in practice on a node's first start
+// on this build.)
+func loggedClusterID(store *walstore.Store) (loggedRaise, error) {
 	var none loggedRaise
-	metas, err := snaps.List()
-	if err != nil {
-		return none, fmt.Errorf("list snapshots: %w", err)
-	}
-	var after uint64
-	if len(metas) > 0 {
-		after = metas[0].Index
-	}
 	first, err := store.FirstIndex()
 	if err != nil {
 		return none, fmt.Errorf("first log index: %w", err)
@@ -104,7 +105,7 @@ func loggedClusterID(store *walstore.Store, snaps raft.SnapshotStore) (loggedRai
 	if err != nil {
 		return none, fmt.Errorf("last log index: %w", err)
 	}
-	for i := max(first, after+1); i <= last && i > 0; i++ {
+	for i := max(first, 1); i <= last; i++ {
 		var l raft.Log
 		if err := store.GetLog(i, &l); err != nil {
 			return none, fmt.Errorf("read log entry %d: %w", i, err)
@@ -132,7 +133,7 @@ func (n *Node) clusterID() string {
 }
 
 // announcedClusterID returns the id this node's raft connections announce:
-// clusterID, else that of the raise last written to its log, else "".
+// clusterID, else that of the earliest raise in its log, else "".
 func (n *Node) announcedClusterID() string {
 	if id := n.clusterID(); id != "" {
 		return id
@@ -217,12 +218,17 @@ func (w raiseWatch) IsMonotonic() bool {
 	return ok && m.IsMonotonic()
 }
 
-// keepClusterID writes the id the state machine applied to the stable
-// store, once, so that the node knows it at its next start.
+// keepClusterID, once the state machine has applied an id, closes the
+// raft connections admitted before it that announced another id or none
+// (admission looks only at new ones), and writes the id to the stable
+// store, so that the node knows it at its next start.
 func (n *Node) keepClusterID() {
 	id := n.fsm.ClusterID()
 	if p := n.storedID.Load(); id == "" || (p != nil && *p == id) {
 		return
+	}
+	if closed := n.stream.closeOtherClusters(id); closed > 0 {
+		n.log.Info("closed raft connections admitted before the cluster id, that announced none or another", "connections", closed)
 	}
 	if err := n.store.Set([]byte(clusterIDKey), []byte(id)); err != nil {
 		n.log.Warn("could not store the cluster id", "err", err)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
 
 	"github.com/distlock/distlock/lockapi"
@@ -118,10 +120,6 @@ func TestStartClusterIDReadsTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	snaps, err := raft.NewFileSnapshotStore(filepath.Join(dir, "n1"), snapshotsRetained, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tt := range []struct {
 		name                 string
 		stored               string
@@ -130,7 +128,7 @@ func TestStartClusterIDReadsTheLog(t *testing.T) {
 		if err := store.Set([]byte(clusterIDKey), []byte(tt.stored)); err != nil {
 			t.Fatal(err)
 		}
-		if stored, logged, err := startClusterID(store, snaps); err != nil || stored != tt.wantStored || logged.id != tt.wantLogs {
+		if stored, logged, err := startClusterID(store); err != nil || stored != tt.wantStored || logged.id != tt.wantLogs {
 			t.Errorf("%s: startClusterID = %q, %+v, %v; want %q, %q", tt.name, stored, logged, err, tt.wantStored, tt.wantLogs)
 		}
 	}
@@ -431,15 +429,11 @@ func TestLoggedRaiseAtStartAndRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	snaps, err := raft.NewFileSnapshotStore(dir, snapshotsRetained, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := []*raft.Log{raiseEntry(1, 1, "x"), raiseEntry(2, 1, "y")}
 	if err := store.StoreLogs(logs); err != nil {
 		t.Fatal(err)
 	}
-	atStart, err := loggedClusterID(store, snaps)
+	atStart, err := loggedClusterID(store)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,5 +449,63 @@ func TestLoggedRaiseAtStartAndRunning(t *testing.T) {
 		if atStart.id != running || running != f.ClusterID() || running != "x" {
 			t.Errorf("announced at start %q, while running %q; applied %q", atStart.id, running, f.ClusterID())
 		}
+	}
+}
+
+// TestConnectionAdmittedBeforeTheIDIsClosed: a raft connection a node
+// admitted while it knew no id (announcing none, from a sender outside its
+// cluster) is closed once the node enforces its id, as a new connection
+// like it is refused. (It stayed open, its RPCs reaching raft.)
+func TestConnectionAdmittedBeforeTheIDIsClosed(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		if cfg.ID == "n3" {
+			cfg.Unsafe.ProtocolVersion = 2
+		}
+	})
+	waitFor(t, 10*time.Second, "the cluster at version 2", func() bool { return c.nodes[0].fsm.ClusterVersion() == 2 })
+	target := c.nodes[0]
+	rpc := func(conn net.Conn) error {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write([]byte{0}); err != nil { // rpcAppendEntries
+			return err
+		}
+		req := raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax,
+			ID: []byte("b1"), Addr: []byte("127.0.0.1:1")}, Term: 0}
+		if err := codec.NewEncoder(conn, &codec.MsgpackHandle{}).Encode(&req); err != nil {
+			return err
+		}
+		dec := codec.NewDecoder(bufio.NewReader(conn), &codec.MsgpackHandle{})
+		var rpcErr string
+		var resp raft.AppendEntriesResponse
+		if err := dec.Decode(&rpcErr); err != nil {
+			return err
+		}
+		return dec.Decode(&resp)
+	}
+	old, err := net.Dial("tcp", target.RaftAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	if err := rpc(old); err != nil {
+		t.Fatalf("before the id: %v", err)
+	}
+	c.stop(2)
+	c.cfgs[2].Unsafe.ProtocolVersion = 0
+	c.start(2)
+	id := waitClusterID(t, c)
+	if target.clusterID() != id {
+		t.Fatal("target does not enforce the id")
+	}
+	fresh, err := net.Dial("tcp", target.RaftAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if err := rpc(fresh); err == nil {
+		t.Fatal("a new connection announcing no id was admitted")
+	}
+	if err := rpc(old); err == nil {
+		t.Fatalf("node enforcing cluster id %s still answers raft RPCs from b1 on a connection that announced no id", id)
 	}
 }

@@ -49,15 +49,15 @@ func (n *Node) serveMembership(ctx context.Context, req fwdRequest, local func()
 // localJoin adds a voter. version is the protocol version the joining
 // node announced, or 0 when it did not (CLUSTER.JOIN by an operator, or a
 // build from before versions were announced). While the cluster is at
-// protocol version 1 every build may join. Above it, a node that did not
-// announce its version is asked, and one older than the cluster's version
-// (or that cannot say) is refused, since it could not read the log it
-// would replicate. The joining node is also asked the committed id of the
-// cluster it belongs to, and refused if it is not this cluster's (which
-// has none yet, or another): its raft port would refuse this cluster's
-// leader, and leave a member that never catches up. (A raise in its log
-// that was never committed does not count: this cluster's leader
-// overwrites it.)
+// protocol version 1 every build may join. Above it, a node older than the
+// cluster's version (or that cannot say, when it did not announce its
+// version) is refused, since it could not read the log it would
+// replicate. The joining node is asked (always: its version, and the id
+// of the cluster whose raise it has applied), and refused if that id is
+// not this cluster's (which has none yet, or another): its raft port would
+// refuse this cluster's leader, and leave a member that never catches up.
+// (A raise in its log that it has not applied does not count: it may never
+// have been committed, and this cluster's leader overwrites it.)
 func (n *Node) localJoin(ctx context.Context, id, raftAddr string, version uint64) error {
 	if _, err := n.leaderNow(ctx); err != nil {
 		return err

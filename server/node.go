@@ -82,7 +82,7 @@ type Node struct {
 	failErr  error
 	refusals refusalLog // raft connections refused by admitPeer
 	// storedID is the cluster id in the stable store, loggedID that of the
-	// raise last written to the log (clusterid.go).
+	// earliest raise in the log (clusterid.go).
 	storedID atomic.Pointer[string]
 	loggedID atomic.Pointer[loggedRaise]
 }
@@ -141,7 +141,7 @@ func (n *Node) startRaft() error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
-	stored, logged, err := startClusterID(store, snaps)
+	stored, logged, err := startClusterID(store)
 	if err != nil {
 		return err
 	}

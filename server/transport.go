@@ -147,7 +147,7 @@ func (s *streamLayer) route(c net.Conn) {
 		c.Close()
 		return
 	}
-	tc, err := s.tracker.Track(&peekedConn{Conn: c, r: io.MultiReader(seen, br)})
+	tc, err := s.tracker.Track(&peekedConn{Conn: c, r: io.MultiReader(seen, br)}, cluster)
 	if err != nil {
 		return // draining: Track closed it
 	}
@@ -156,6 +156,12 @@ func (s *streamLayer) route(c net.Conn) {
 	case <-s.done:
 		tc.Close()
 	}
+}
+
+// closeOtherClusters closes the raft connections admitted earlier that
+// announced another cluster id than id, or none, and returns how many.
+func (s *streamLayer) closeOtherClusters(id string) int {
+	return s.tracker.CloseUnless(func(announced string) bool { return announced == id })
 }
 
 // drain closes the sockets of the raft connections still open and waits up
