@@ -98,7 +98,7 @@ func (s *trackedStream) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if tc, err := s.tracker.Track(c); err == nil {
+		if tc, err := s.tracker.Track(c, ""); err == nil {
 			return tc, nil
 		}
 	}
