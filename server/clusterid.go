@@ -95,28 +95,19 @@ type loggedRaise struct {
 // raft may restore an older one if the newest is damaged. (It runs only
 // when the stable store holds no id, in practice on a node's first start
 // on this build.)
-func loggedClusterID(store *walstore.Store) (loggedRaise, error) {
-	var none loggedRaise
-	first, err := store.FirstIndex()
-	if err != nil {
-		return none, fmt.Errorf("first log index: %w", err)
-	}
-	last, err := store.LastIndex()
-	if err != nil {
-		return none, fmt.Errorf("last log index: %w", err)
-	}
-	for i := max(first, 1); i <= last; i++ {
-		var l raft.Log
-		if err := store.GetLog(i, &l); err != nil {
-			return none, fmt.Errorf("read log entry %d: %w", i, err)
-		}
+func loggedClusterID(logs raft.LogStore) (loggedRaise, error) {
+	var found loggedRaise
+	_, err := walkLog(logs, func(l *raft.Log) (bool, error) {
 		if l.Type == raft.LogCommand {
-			if id := raftfsm.ClusterIDIn(l.Data); id != "" {
-				return loggedRaise{index: i, id: id}, nil
-			}
+			found.id = raftfsm.ClusterIDIn(l.Data)
+			found.index = l.Index
 		}
+		return found.id == "", nil
+	})
+	if err != nil || found.id == "" {
+		return loggedRaise{}, err
 	}
-	return none, nil
+	return found, nil
 }
 
 // clusterID returns the committed id of this node's cluster, which it

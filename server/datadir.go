@@ -52,36 +52,49 @@ func storedConfiguration(logs raft.LogStore, snaps raft.SnapshotStore) (storedMe
 		m.latest, after = metas[0].Configuration, metas[0].Index
 		seen(m.latest)
 	}
-	first, err := logs.FirstIndex()
-	if err != nil {
-		return m, fmt.Errorf("first log index: %w", err)
-	}
-	last, err := logs.LastIndex()
-	if err != nil {
-		return m, fmt.Errorf("last log index: %w", err)
-	}
-	if last == 0 {
-		return m, nil
-	}
-	m.complete = first <= 1
-	for i := first; i <= last; i++ {
-		var l raft.Log
-		if err := logs.GetLog(i, &l); err != nil {
-			return m, fmt.Errorf("read log entry %d: %w", i, err)
-		}
+	first, err := walkLog(logs, func(l *raft.Log) (bool, error) {
 		if l.Type != raft.LogConfiguration {
-			continue
+			return true, nil
 		}
 		c, err := decodeConfiguration(l.Data)
 		if err != nil {
-			return m, fmt.Errorf("log entry %d: %w", i, err)
+			return false, fmt.Errorf("log entry %d: %w", l.Index, err)
 		}
 		seen(c)
-		if i > after {
+		if l.Index > after {
 			m.latest = c
 		}
+		return true, nil
+	})
+	m.complete = first == 1
+	return m, err
+}
+
+// walkLog calls each with every entry of logs, oldest first, until it
+// returns false or an error, and returns the log's first index (0 when it
+// is empty). Nodes read their log this way before raft starts.
+func walkLog(logs raft.LogStore, each func(l *raft.Log) (bool, error)) (first uint64, err error) {
+	first, err = logs.FirstIndex()
+	if err != nil {
+		return 0, fmt.Errorf("first log index: %w", err)
 	}
-	return m, nil
+	last, err := logs.LastIndex()
+	if err != nil {
+		return 0, fmt.Errorf("last log index: %w", err)
+	}
+	if last == 0 {
+		return 0, nil
+	}
+	for i := first; i <= last; i++ {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return first, fmt.Errorf("read log entry %d: %w", i, err)
+		}
+		if more, err := each(&l); err != nil || !more {
+			return first, err
+		}
+	}
+	return first, nil
 }
 
 // decodeConfiguration is raft.DecodeConfiguration, which panics on bytes
