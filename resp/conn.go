@@ -219,8 +219,8 @@ var clientHelp = []string{
 	"    Return the ID of the current connection.",
 	"INFO",
 	"    Return information about the current client connection.",
-	"LIST",
-	"    Return information about client connections.",
+	"LIST [TYPE (NORMAL|MASTER|REPLICA|PUBSUB)] [ID <id> [<id> ...]]",
+	"    Return information about client connections. Every connection here is of type NORMAL.",
 	"SETINFO <option> <value>",
 	"    Set client meta attr. Options are:",
 	"    * LIB-NAME: the client lib name.",
@@ -290,9 +290,14 @@ func cmdClient(c *client, args [][]byte) {
 	case "info":
 		c.writeBulkString(c.infoLine())
 	case "list":
+		ids, all, errText := clientListFilter(args[2:])
+		if errText != "" {
+			c.writeErrorText(errText)
+			return
+		}
 		var b strings.Builder
-		for _, other := range c.srv.clients.snapshot() {
-			b.WriteString(other)
+		for _, line := range c.srv.clients.lines(ids, all) {
+			b.WriteString(line)
 		}
 		c.writeBulkString(b.String())
 	case "tracking":
@@ -317,6 +322,36 @@ func cmdClient(c *client, args [][]byte) {
 			c.writeSimple(line)
 		}
 	}
+}
+
+// clientListFilter parses CLIENT LIST's options as Redis 7 does: none,
+// TYPE name, or ID id [id ...]. It returns the ids to list, in the order
+// given, or all; or an error reply. Every connection here is of type
+// normal (this server has no replicas, masters or pub/sub), so TYPE
+// normal lists all and the other types none.
+func clientListFilter(opts [][]byte) (ids []int64, all bool, errText string) {
+	switch {
+	case len(opts) == 0:
+		return nil, true, ""
+	case len(opts) == 2 && bytes.EqualFold(opts[0], []byte("type")):
+		switch strings.ToLower(string(opts[1])) {
+		case "normal":
+			return nil, true, ""
+		case "master", "replica", "slave", "pubsub":
+			return nil, false, ""
+		}
+		return nil, false, "ERR Unknown client type '" + string(truncate(opts[1], 128)) + "'"
+	case len(opts) > 1 && bytes.EqualFold(opts[0], []byte("id")):
+		for _, arg := range opts[1:] {
+			id, ok := lockapi.ParseInt(string(arg))
+			if !ok {
+				return nil, false, "ERR Invalid client ID"
+			}
+			ids = append(ids, id)
+		}
+		return ids, false, ""
+	}
+	return nil, false, errSyntax
 }
 
 // infoLine describes the connection as one CLIENT LIST line.

@@ -338,18 +338,24 @@ func (cs *clientSet) count() int {
 	return len(cs.addrs)
 }
 
-// snapshot returns one CLIENT LIST line per connection, in id order.
-func (cs *clientSet) snapshot() []string {
+// lines returns one CLIENT LIST line per open connection: all of them in
+// id order, or those among ids in the order of ids (as Redis does, an id
+// given twice is listed twice and one not open is left out).
+func (cs *clientSet) lines(ids []int64, all bool) []string {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	ids := make([]int64, 0, len(cs.addrs))
-	for id := range cs.addrs {
-		ids = append(ids, id)
+	if all {
+		ids = make([]int64, 0, len(cs.addrs))
+		for id := range cs.addrs {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
 	}
-	slices.Sort(ids)
-	out := make([]string, len(ids))
-	for i, id := range ids {
-		out[i] = fmt.Sprintf("id=%d addr=%s db=0\n", id, cs.addrs[id])
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if addr, ok := cs.addrs[id]; ok {
+			out = append(out, fmt.Sprintf("id=%d addr=%s db=0\n", id, addr))
+		}
 	}
 	return out
 }

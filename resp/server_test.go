@@ -366,6 +366,70 @@ func TestConnectionState(t *testing.T) {
 	}
 }
 
+// TestClientList checks CLIENT LIST's TYPE and ID filters and their
+// errors, in Redis 7's words.
+func TestClientList(t *testing.T) {
+	_, addr := startScripted(t, Config{})
+	ctx := testContext(t)
+	a, b := newRedis(t, addr, 2, "").Conn(), newRedis(t, addr, 2, "").Conn()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	idA, err := a.Do(ctx, "client", "id").Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idB, err := b.Do(ctx, "client", "id").Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// listed returns the ids of a CLIENT LIST reply, in order.
+	listed := func(reply string) []string {
+		var ids []string
+		for _, line := range strings.Split(reply, "\n") {
+			if f := strings.Fields(line); len(f) > 0 {
+				ids = append(ids, strings.TrimPrefix(f[0], "id="))
+			}
+		}
+		return ids
+	}
+	A, B := fmt.Sprint(idA), fmt.Sprint(idB)
+	tests := []struct {
+		name string
+		args []any
+		want []string // ids listed, in order
+		err  string
+	}{
+		{"all", []any{"client", "list"}, []string{A, B}, ""},
+		{"type normal", []any{"client", "list", "TYPE", "Normal"}, []string{A, B}, ""},
+		{"type pubsub", []any{"client", "list", "type", "pubsub"}, nil, ""},
+		{"type replica", []any{"client", "list", "type", "replica"}, nil, ""},
+		{"ids in the order given", []any{"client", "list", "id", idB, idA}, []string{B, A}, ""},
+		{"an id twice, one not open", []any{"client", "list", "ID", idB, idB, 999999, -1}, []string{B, B}, ""},
+		{"unknown type", []any{"client", "list", "type", "robot"}, nil, "ERR Unknown client type 'robot'"},
+		{"bad id", []any{"client", "list", "id", idA, "x"}, nil, "ERR Invalid client ID"},
+		{"id without ids", []any{"client", "list", "id"}, nil, "ERR syntax error"},
+		{"type without a name", []any{"client", "list", "type"}, nil, "ERR syntax error"},
+		{"type and more", []any{"client", "list", "type", "normal", "id", idA}, nil, "ERR syntax error"},
+		{"unknown option", []any{"client", "list", "user", "default"}, nil, "ERR syntax error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := a.Do(ctx, tt.args...).Text()
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("got %q, %v; want error %q", v, err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := listed(v); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("listed %q, want %q (reply %q)", got, tt.want, v)
+			}
+		})
+	}
+}
+
 func TestAuth(t *testing.T) {
 	_, addr := startScripted(t, Config{Password: "s3cret"})
 	ctx := testContext(t)
