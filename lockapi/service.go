@@ -83,6 +83,10 @@ type ClusterInfo struct {
 	HasQuorum  bool
 	// ClusterID names the cluster (empty until its protocol version 3).
 	ClusterID string
+	// Removed reports that this node knows no leader and a member that
+	// knows one answered that the cluster's configuration, newer than this
+	// node's, no longer lists this node: it was removed while it was down.
+	Removed bool
 }
 
 // Service is the lock service as the front ends see it. Implementations must

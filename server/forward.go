@@ -56,7 +56,7 @@ func (r fwdRequest) isWrite() bool {
 	if r.Op == "do" {
 		return raftfsm.IsWrite(r.Argv)
 	}
-	return r.Op != "info" && r.Op != "list" && r.Op != "version"
+	return r.Op != "info" && r.Op != "list" && r.Op != "version" && r.Op != "member"
 }
 
 // errorCodes name the sentinels that cross the wire (and label metrics).
@@ -320,6 +320,9 @@ func (n *Node) handleForwarded(ctx context.Context, req fwdRequest) fwdResponse 
 		v := lockapi.IntValue(int64(n.protocolVersion()))
 		v.Str = n.clusterID()
 		return fwdResponse{Value: &v}
+	}
+	if req.Op == "member" {
+		return n.answerMember(req.NodeID) // asked of this very node too
 	}
 	if !n.isLeader() {
 		// An ordered request is not passed on: its sender let the next

@@ -144,7 +144,9 @@ func (n *Node) localRegister(ctx context.Context, id, respAddr, httpAddr string)
 // registerLoop keeps this node's client addresses in the node table, so any
 // node can name them; it registers whenever the table disagrees (first
 // start, changed ports, a member re-added). On the leader it also raises
-// the cluster's protocol version once every member runs it (raiseVersion).
+// the cluster's protocol version once every member runs it (raiseVersion);
+// on a node without a leader it finds out whether it was removed while it
+// was down (checkRemoved).
 func (n *Node) registerLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(n.cfg.ElectionTimeout * 2)
@@ -158,6 +160,7 @@ func (n *Node) registerLoop() {
 		}
 		n.raiseVersion()
 		n.keepClusterID()
+		n.checkRemoved()
 		if got, ok := n.fsm.Nodes()[n.cfg.ID]; ok && got == want {
 			continue
 		}

@@ -85,6 +85,9 @@ type Node struct {
 	// earliest raise in the log (clusterid.go).
 	storedID atomic.Pointer[string]
 	loggedID atomic.Pointer[loggedRaise]
+	// removal notes whether a member answered that this node was removed
+	// while it was down (removed.go).
+	removal removalWatch
 }
 
 // Start opens the node's stores under cfg.DataDir/cfg.ID, starts raft

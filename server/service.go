@@ -248,6 +248,7 @@ func (n *Node) ClusterInfo(ctx context.Context) (lockapi.ClusterInfo, error) {
 	info.QuorumSize = voters/2 + 1
 	info.ClusterID = n.clusterID()
 	info.HasQuorum = n.hasQuorum(leaderID)
+	info.Removed = leaderID == "" && n.removal.isRemoved()
 	return info, nil
 }
 

@@ -187,6 +187,10 @@ func TestReadiness(t *testing.T) {
 			`{"status":"ready","node_id":"node1","leader_id":"node2","has_quorum":true}`},
 		{"removed", lockapi.ClusterInfo{Nodes: []lockapi.NodeInfo{{ID: "node2"}, {ID: "node3"}}}, nil, 503,
 			`{"success":false,"error":"not ready: ` + notMember + `","status":"unavailable","node_id":"node1","leader_id":"","has_quorum":false}`},
+		{"removed while it was down", lockapi.ClusterInfo{Removed: true, Nodes: []lockapi.NodeInfo{{ID: "node1"}, {ID: "node2"}}}, nil, 503,
+			`{"success":false,"error":"not ready: ` + notMember + `","status":"unavailable","node_id":"node1","leader_id":"","has_quorum":false}`},
+		{"removed, then joined again", lockapi.ClusterInfo{LeaderID: "node2", HasQuorum: true, Removed: true, Nodes: []lockapi.NodeInfo{{ID: "node1"}, {ID: "node2"}}}, nil, 200,
+			`{"status":"ready","node_id":"node1","leader_id":"node2","has_quorum":true}`},
 		{"internal", lockapi.ClusterInfo{}, errors.New("boom"), 503,
 			`{"success":false,"error":"not ready: internal error","status":"unavailable","node_id":"node1","leader_id":"","has_quorum":false}`},
 	}

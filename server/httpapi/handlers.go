@@ -215,7 +215,7 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
 		if code, reason = errorStatus(err); code == http.StatusInternalServerError {
 			a.log.ErrorContext(r.Context(), "readiness: cluster info failed", "err", err)
 		}
-	case ci.LeaderID == "" && !member(ci, a.cfg.NodeID):
+	case ci.LeaderID == "" && (ci.Removed || !member(ci, a.cfg.NodeID)):
 		reason = notMember
 	case ci.LeaderID == "":
 		reason = lockapi.ErrNoLeader.Error()
@@ -242,7 +242,9 @@ func (a *API) ready(w http.ResponseWriter, r *http.Request) error {
 // it was removed (CLUSTER.LEAVE), and hashicorp/raft then leaves it a
 // follower that never campaigns, so it will not serve again as it is. (A
 // node that joins sees configurations without itself too while it
-// catches up, but it hears from the leader meanwhile.)
+// catches up, but it hears from the leader meanwhile.) A node that was down
+// when it was removed still lists itself; it learns of its removal from a
+// member (ClusterInfo.Removed).
 const notMember = "this node is not a member of the cluster (removed with CLUSTER.LEAVE?); CLUSTER.JOIN it again, or stop it"
 
 // member reports whether id is among ci's nodes, or ci lists none yet (a
