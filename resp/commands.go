@@ -17,6 +17,11 @@ type command struct {
 	arity int
 	// noAuth commands run before the client has authenticated.
 	noAuth bool
+	// subArity, for a command with subcommands, is the arity of each (the
+	// command and subcommand names count), so that dispatch refuses an
+	// unknown subcommand or a wrong count before it asks for
+	// authentication, as Redis 7 does.
+	subArity map[string]int
 	// handler parses args (args[0] is the name), calls the service and
 	// writes exactly one reply.
 	handler func(c *client, args [][]byte)
@@ -53,8 +58,8 @@ func (s *Server) commandTable() map[string]*command {
 		{name: "hello", arity: -1, noAuth: true, handler: cmdHello},
 		{name: "auth", arity: -2, noAuth: true, handler: cmdAuth},
 		{name: "select", arity: 2, handler: cmdSelect},
-		{name: "client", arity: -2, handler: cmdClient},
-		{name: "command", arity: -1, handler: cmdCommand},
+		{name: "client", arity: -2, subArity: clientArity, handler: cmdClient},
+		{name: "command", arity: -1, subArity: commandArity, handler: cmdCommand},
 		{name: "info", arity: -1, handler: cmdInfo},
 		{name: "time", arity: 1, handler: cmdTime},
 		{name: "reset", arity: 1, noAuth: true, handler: cmdReset},
@@ -93,8 +98,8 @@ func (s *Server) lookup(name []byte) *command {
 }
 
 // dispatch runs one command for c and leaves exactly one reply in c.out. It
-// checks, in Redis's order, that the command exists, its arity, and that the
-// client has authenticated. A panicking handler is answered with "ERR
+// checks, in Redis's order, that the command exists, its arity, its
+// subcommand and that one's arity, and that the client has authenticated. A panicking handler is answered with "ERR
 // internal error" (its partial reply discarded) and logged.
 func (s *Server) dispatch(c *client, args [][]byte) {
 	if len(args) == 0 {
@@ -108,6 +113,19 @@ func (s *Server) dispatch(c *client, args [][]byte) {
 	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
 		c.writeArityError(cmd.name)
 		return
+	case cmd.subArity != nil && len(args) > 1:
+		sub := strings.ToLower(string(args[1]))
+		arity, ok := cmd.subArity[sub]
+		switch {
+		case !ok:
+			c.writeErrorText(unknownSubcommand(cmd.name, args[1]))
+			return
+		case arity > 0 && len(args) != arity, arity < 0 && len(args) < -arity:
+			c.writeArityError(cmd.name + "|" + sub)
+			return
+		}
+	}
+	switch {
 	case !c.authed && !cmd.noAuth:
 		c.writeErrorText(errNoAuth)
 		return

@@ -235,7 +235,8 @@ var clientHelp = []string{
 	"    Print this help.",
 }
 
-// clientArity is the arity of each CLIENT subcommand.
+// clientArity is the arity of each CLIENT subcommand, which dispatch
+// checks.
 var clientArity = map[string]int{"id": 2, "getname": 2, "setname": 3, "setinfo": 4, "help": 2,
 	"info": 2, "list": -2, "tracking": -3, "caching": 3, "no-evict": 3, "no-touch": 3}
 
@@ -245,17 +246,7 @@ var clientArity = map[string]int{"id": 2, "getname": 2, "setname": 3, "setinfo":
 // (rueidis requires it) but this server sends no invalidations, so CACHING
 // YES, which would make a client cache a reply, is refused.
 func cmdClient(c *client, args [][]byte) {
-	sub := string(bytes.ToLower(args[1]))
-	arity, ok := clientArity[sub]
-	if !ok {
-		c.writeErrorText(unknownSubcommand("client", args[1]))
-		return
-	}
-	if arity > 0 && len(args) != arity || arity < 0 && len(args) < -arity {
-		c.writeArityError("client|" + sub)
-		return
-	}
-	switch sub {
+	switch string(bytes.ToLower(args[1])) { // dispatch checked it and its arity (clientArity)
 	case "id":
 		c.writeInt(c.id)
 	case "getname":
@@ -321,6 +312,8 @@ func cmdClient(c *client, args [][]byte) {
 		for _, line := range clientHelp {
 			c.writeSimple(line)
 		}
+	default: // not reached through dispatch
+		c.writeErrorText(unknownSubcommand("client", args[1]))
 	}
 }
 

@@ -164,13 +164,8 @@ func cmdCommand(c *client, args [][]byte) {
 		}
 		return
 	}
-	sub := string(bytes.ToLower(args[1]))
-	switch sub {
+	switch string(bytes.ToLower(args[1])) { // dispatch checked it and its arity (commandArity)
 	case "count":
-		if len(args) != 2 {
-			c.writeArityError("command|count")
-			return
-		}
 		c.writeInt(int64(len(c.srv.cmds)))
 	case "list":
 		names := c.srv.commandNames()
@@ -195,10 +190,14 @@ func cmdCommand(c *client, args [][]byte) {
 		}
 	case "docs":
 		c.writeMap(0)
-	default:
+	default: // not reached through dispatch
 		c.writeErrorText(unknownSubcommand("command", args[1]))
 	}
 }
+
+// commandArity is the arity of each COMMAND subcommand, which dispatch
+// checks.
+var commandArity = map[string]int{"count": 2, "list": -2, "info": -2, "docs": -2}
 
 // commandNames returns the command names in order.
 func (s *Server) commandNames() []string {

@@ -453,9 +453,17 @@ func TestAuth(t *testing.T) {
 		{args: []any{"ping"}, err: errNoAuth},
 		{args: []any{"lock.acquire", "k", "o", "1000"}, err: errNoAuth},
 		{args: []any{"client", "setname", "x"}, err: errNoAuth},
-		// As in Redis, unknown commands and wrong arity are reported first.
+		// As in Redis, unknown commands and subcommands and wrong arity are
+		// reported first.
 		{args: []any{"foo"}, err: "ERR unknown command 'foo', with args beginning with: "},
 		{args: []any{"lock.info"}, err: "ERR wrong number of arguments for 'lock.info' command"},
+		{args: []any{"client", "foo"}, err: "ERR unknown subcommand 'foo'. Try CLIENT HELP."},
+		{args: []any{"client", "setname"}, err: "ERR wrong number of arguments for 'client|setname' command"},
+		{args: []any{"CLIENT", "SETNAME", "a", "b"}, err: "ERR wrong number of arguments for 'client|setname' command"},
+		{args: []any{"command", "foo"}, err: "ERR unknown subcommand 'foo'. Try COMMAND HELP."},
+		{args: []any{"command", "count", "x"}, err: "ERR wrong number of arguments for 'command|count' command"},
+		{args: []any{"client", "id"}, err: errNoAuth},
+		{args: []any{"command", "docs"}, err: errNoAuth},
 		{args: []any{"hello", "3"}, err: errHelloNoAuth},
 		{args: []any{"hello", "3", "auth", "default", "wrong"}, err: errWrongPass},
 		{args: []any{"auth", "wrong"}, err: errWrongPass},
