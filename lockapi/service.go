@@ -84,8 +84,9 @@ type ClusterInfo struct {
 	// ClusterID names the cluster (empty until its protocol version 3).
 	ClusterID string
 	// Removed reports that this node knows no leader and a member that
-	// knows one answered that the cluster's configuration, newer than this
-	// node's, no longer lists this node: it was removed while it was down.
+	// knows one answered that the cluster's configuration, at least as new
+	// as this node's, does not list this node: typically it was removed
+	// while it was down.
 	Removed bool
 }
 

@@ -22,7 +22,11 @@ import (
 // configuration on from the moment it is in the log) and no longer lists
 // this node, settles the question: the node logs it once and reports it
 // (ClusterInfo.Removed, and so readiness). Seeing a leader again (after a
-// CLUSTER.JOIN) clears it.
+// CLUSTER.JOIN) clears it. An answer can be wrong in narrow windows (an
+// answerer holding a removal that never commits, or one that has not yet
+// heard of the node's re-addition); it then costs only the reason readiness
+// gives while the node has no leader anyway, and a warning, which so asks
+// the operator to check before acting.
 
 // removalCheckAfter is how many election timeouts a node goes without a
 // leader before it asks the members about itself; an election normally
@@ -83,8 +87,8 @@ func (n *Node) checkRemoved() {
 	removed := w.removed
 	w.mu.Unlock()
 	if removed {
-		n.log.Warn("this node was removed from the cluster while it was down: "+
-			"CLUSTER.JOIN it again, or stop it and remove its data directory",
+		n.log.Warn("this node is not in the cluster's configuration (was it removed while it was down?): "+
+			"check CLUSTER.INFO on a member, then CLUSTER.JOIN this node again, or stop it",
 			"answered_by", by, "their_commit_index", index, "our_last_index", n.raft.LastIndex())
 	}
 }
@@ -143,6 +147,9 @@ func (n *Node) answerMember(id string) fwdResponse {
 	if _, leader := n.raft.LeaderWithID(); leader == "" {
 		return fwdResponse{Code: "no_leader", Error: n.noLeaderError().Error()}
 	}
+	// The commit index first: the configuration read after it is at least
+	// as new as every entry up to it.
+	commit := n.raft.CommitIndex()
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		err = raftError(err)
@@ -152,6 +159,6 @@ func (n *Node) answerMember(id string) fwdResponse {
 	if slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == raft.ServerID(id) }) {
 		listed = "member"
 	}
-	v := lockapi.ArrayValue(lockapi.IntValue(int64(n.raft.CommitIndex())), lockapi.BulkValue(listed), lockapi.BulkValue(n.clusterID()))
+	v := lockapi.ArrayValue(lockapi.IntValue(int64(commit)), lockapi.BulkValue(listed), lockapi.BulkValue(n.clusterID()))
 	return fwdResponse{Value: &v}
 }
