@@ -63,7 +63,7 @@ func (s *Server) commandTable() map[string]*command {
 		{name: "info", arity: -1, handler: cmdInfo},
 		{name: "time", arity: 1, handler: cmdTime},
 		{name: "reset", arity: 1, noAuth: true, handler: cmdReset},
-		{name: "cluster", arity: -2, handler: cmdCluster},
+		{name: "cluster", arity: -2, subArity: clusterArity, handler: cmdCluster},
 		{name: "readonly", arity: 1, handler: cmdReadonly},
 		{name: "readwrite", arity: 1, handler: cmdReadonly},
 	}

@@ -149,6 +149,17 @@ func cmdReset(c *client, args [][]byte) {
 // describes the raft cluster.
 func cmdCluster(c *client, args [][]byte) { c.writeErrorText(errNoCluster) }
 
+// clusterArity is the arity of each CLUSTER subcommand of Redis 7.2, which
+// dispatch checks before the command refuses them all, as a standalone
+// Redis does.
+var clusterArity = map[string]int{
+	"addslots": -3, "addslotsrange": -4, "bumpepoch": 2, "count-failure-reports": 3, "countkeysinslot": 3,
+	"delslots": -3, "delslotsrange": -4, "failover": -2, "flushslots": 2, "forget": 3, "getkeysinslot": 4,
+	"help": 2, "info": 2, "keyslot": 3, "links": 2, "meet": -4, "myid": 2, "myshardid": 2, "nodes": 2,
+	"replicas": 3, "replicate": 3, "reset": -2, "saveconfig": 2, "set-config-epoch": 3, "setslot": -4,
+	"shards": 2, "slaves": 3, "slots": 2,
+}
+
 // READONLY, READWRITE
 // help: cluster-mode commands; refused as by a standalone Redis.
 func cmdReadonly(c *client, args [][]byte) { c.writeErrorText(errNoCluster) }
