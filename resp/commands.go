@@ -99,8 +99,9 @@ func (s *Server) lookup(name []byte) *command {
 
 // dispatch runs one command for c and leaves exactly one reply in c.out. It
 // checks, in Redis's order, that the command exists, its arity, its
-// subcommand and that one's arity, and that the client has authenticated. A panicking handler is answered with "ERR
-// internal error" (its partial reply discarded) and logged.
+// subcommand and that one's arity, and that the client has authenticated.
+// A panicking handler is answered with "ERR internal error" (its partial
+// reply discarded) and logged.
 func (s *Server) dispatch(c *client, args [][]byte) {
 	if len(args) == 0 {
 		return // redcon never delivers an empty command
@@ -110,22 +111,11 @@ func (s *Server) dispatch(c *client, args [][]byte) {
 	case cmd == nil:
 		c.writeErrorText(unknownCommand(args))
 		return
-	case cmd.arity > 0 && len(args) != cmd.arity, cmd.arity < 0 && len(args) < -cmd.arity:
+	case !arityOK(cmd.arity, len(args)):
 		c.writeArityError(cmd.name)
 		return
-	case cmd.subArity != nil && len(args) > 1:
-		sub := strings.ToLower(string(args[1]))
-		arity, ok := cmd.subArity[sub]
-		switch {
-		case !ok:
-			c.writeErrorText(unknownSubcommand(cmd.name, args[1]))
-			return
-		case arity > 0 && len(args) != arity, arity < 0 && len(args) < -arity:
-			c.writeArityError(cmd.name + "|" + sub)
-			return
-		}
-	}
-	switch {
+	case !cmd.checkSubcommand(c, args):
+		return
 	case !c.authed && !cmd.noAuth:
 		c.writeErrorText(errNoAuth)
 		return
@@ -142,6 +132,33 @@ func (s *Server) dispatch(c *client, args [][]byte) {
 		cmd.duration.Observe(time.Since(start).Seconds())
 	}()
 	cmd.handler(c, args)
+}
+
+// arityOK reports whether n arguments (the name included) fit arity, in
+// Redis's sense: exactly arity when positive, at least -arity when
+// negative.
+func arityOK(arity, n int) bool {
+	return arity > 0 && n == arity || arity < 0 && n >= -arity
+}
+
+// checkSubcommand, for a command with subcommands, writes Redis's error
+// and reports false when args name an unknown one or the wrong number of
+// arguments for it.
+func (cmd *command) checkSubcommand(c *client, args [][]byte) bool {
+	if cmd.subArity == nil || len(args) < 2 {
+		return true
+	}
+	sub := strings.ToLower(string(args[1]))
+	arity, ok := cmd.subArity[sub]
+	switch {
+	case !ok:
+		c.writeErrorText(unknownSubcommand(cmd.name, args[1]))
+		return false
+	case !arityOK(arity, len(args)):
+		c.writeArityError(cmd.name + "|" + sub)
+		return false
+	}
+	return true
 }
 
 // Error replies in Redis's words.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -248,15 +249,12 @@ func (n *Node) caughtUp() bool {
 // isMember reports whether this node is in the raft configuration.
 func (n *Node) isMember() bool {
 	f := n.raft.GetConfiguration()
-	if f.Error() != nil {
-		return false
-	}
-	for _, s := range f.Configuration().Servers {
-		if s.ID == raft.ServerID(n.cfg.ID) {
-			return true
-		}
-	}
-	return false
+	return f.Error() == nil && listed(f.Configuration().Servers, n.cfg.ID)
+}
+
+// listed reports whether servers holds the server id.
+func listed(servers []raft.Server, id string) bool {
+	return slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == raft.ServerID(id) })
 }
 
 // joinLoop asks the cluster at cfg.Join to add this node, until it is a

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"time"
 
@@ -72,7 +71,7 @@ func (n *Node) checkRemoved() {
 		return
 	}
 	servers := f.Configuration().Servers
-	if !slices.ContainsFunc(servers, func(s raft.Server) bool { return s.ID == raft.ServerID(n.cfg.ID) }) {
+	if !listed(servers, n.cfg.ID) {
 		return // readiness already says so: its configuration does not list it
 	}
 	by, index := n.askRemoved(servers, n.raft.LastIndex())
@@ -155,10 +154,10 @@ func (n *Node) answerMember(id string) fwdResponse {
 		err = raftError(err)
 		return fwdResponse{Code: errorCode(err), Error: err.Error()}
 	}
-	listed := "not_member"
-	if slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == raft.ServerID(id) }) {
-		listed = "member"
+	answer := "not_member"
+	if listed(f.Configuration().Servers, id) {
+		answer = "member"
 	}
-	v := lockapi.ArrayValue(lockapi.IntValue(int64(commit)), lockapi.BulkValue(listed), lockapi.BulkValue(n.clusterID()))
+	v := lockapi.ArrayValue(lockapi.IntValue(int64(commit)), lockapi.BulkValue(answer), lockapi.BulkValue(n.clusterID()))
 	return fwdResponse{Value: &v}
 }
